@@ -1,0 +1,48 @@
+# AdvertiseX warehouse. `make run` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+JARS_STAMP := .jars/.resolved
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+
+.PHONY: run test test-fast bench lint setup jars clean
+
+## run: set up, then generate → load → transform → report → verify on the embedded warehouse
+run: setup
+	$(BIN)/adx run
+
+## test: set up, then the whole test suite (fast tier and integration tier)
+test: setup
+	$(BIN)/pytest
+
+## test-fast: unit tests only (no Spark, no dbt)
+test-fast: setup
+	$(BIN)/pytest -m "not integration"
+
+## bench: wall time and throughput of generate, load and dbt build at 1M and 4M impressions
+bench: setup
+	$(BIN)/python -m bench.run
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+setup: $(STAMP) $(JARS_STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+jars: $(JARS_STAMP)
+
+$(JARS_STAMP): jvm/pom.xml
+	mvn --batch-mode --quiet -f jvm/pom.xml dependency:copy-dependencies \
+		-DexcludeTransitive=true -DoutputDirectory=$(CURDIR)/.jars
+	touch $@
+
+clean:
+	rm -rf data target logs .jars

@@ -1,0 +1,35 @@
+{#- Each valid bid request with the impression served for it when the auction was won. -#}
+with
+
+bid_requests as (
+    select * from {{ ref('stg_rtb__bid_requests') }}
+),
+
+rtb_impressions as (
+    select bid_request_id, impression_id, impression_at, cost_usd
+    from {{ ref('stg_adserver__impressions') }}
+    where bid_request_id is not null
+)
+
+select
+    bid_requests.bid_request_id,
+    bid_requests.requested_at,
+    bid_requests.event_date,
+    bid_requests.exchange,
+    bid_requests.auction_type,
+    bid_requests.ad_format,
+    bid_requests.inventory_type,
+    bid_requests.device_type,
+    bid_requests.country_code_alpha3,
+    bid_requests.user_id,
+    bid_requests.campaign_id,
+    bid_requests.bid_floor_cpm,
+    bid_requests.is_bid,
+    bid_requests.bid_price_cpm,
+    bid_requests.is_win,
+    bid_requests.clearing_price_cpm,
+    rtb_impressions.impression_id,
+    rtb_impressions.impression_at,
+    rtb_impressions.impression_id is not null as is_served
+from bid_requests
+left join rtb_impressions on bid_requests.bid_request_id = rtb_impressions.bid_request_id

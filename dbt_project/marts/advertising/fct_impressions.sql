@@ -1,0 +1,61 @@
+{{
+    config(
+        partition_by=['event_date', 'campaign_id'],
+        clustered_by=['user_id'],
+        buckets=var('user_buckets'),
+    )
+}}
+
+with
+
+impressions as (
+    select * from {{ ref('stg_adserver__impressions') }}
+    where {{ adx.incremental_date_window('event_date') }}
+),
+
+clicked_impressions as (
+    select distinct impression_id from {{ ref('int_clicks_matched_to_impressions') }}
+    where has_impression
+),
+
+campaigns as (
+    select * from {{ ref('dim_campaigns') }}
+),
+
+users as (
+    select * from {{ ref('dim_users') }}
+),
+
+countries as (
+    select * from {{ ref('geo_countries') }}
+)
+
+select
+    impressions.impression_id,
+    impressions.impression_at,
+    impressions.user_id,
+    campaigns.advertiser_id,
+    campaigns.advertiser_name,
+    campaigns.campaign_name,
+    campaigns.channel,
+    impressions.ad_id,
+    impressions.site_domain,
+    impressions.device_type,
+    impressions.country_code,
+    countries.country_name,
+    countries.region as country_region,
+    users.age_band,
+    users.gender,
+    users.region as user_region,
+    users.interests,
+    impressions.bid_request_id,
+    impressions.bid_request_id is not null as is_rtb,
+    impressions.cost_usd,
+    clicked_impressions.impression_id is not null as is_clicked,
+    impressions.event_date,
+    impressions.campaign_id
+from impressions
+left join clicked_impressions on impressions.impression_id = clicked_impressions.impression_id
+left join campaigns on impressions.campaign_id = campaigns.campaign_id
+left join users on impressions.user_id = users.user_id
+left join countries on impressions.country_code = countries.country_code

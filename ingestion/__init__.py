@@ -1,0 +1,1 @@
+"""AdvertiseX ad-data warehouse: synthetic sources, Spark loaders, dbt on Spark."""

@@ -1,0 +1,284 @@
+"""`adx`: the command line of the AdvertiseX warehouse.
+
+Exit codes: 0 success; 1 the data is wrong (verify found differences, a dbt test or model failed, a load did
+not reconcile); 2 usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import date
+
+import click
+
+from ingestion.console import format_csv, format_table
+from ingestion.settings import Settings
+
+DEFAULT_START_DATE = "2026-11-01"
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _spark(settings: Settings):
+    from ingestion.spark import get_spark
+
+    click.echo("Starting Spark (local, embedded metastore) ...", err=True)
+    return get_spark(settings)
+
+
+def _parse_date(_ctx, _param, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as error:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from error
+
+
+def _step(title: str):
+    click.secho(f"\n== {title}", bold=True)
+    return time.monotonic()
+
+
+def _done(started: float) -> None:
+    click.echo(f"   done in {time.monotonic() - started:.1f} s")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """AdvertiseX ad-data warehouse on the embedded default: Spark in this process, Hive tables and a Derby
+    metastore under ADX_DATA_DIR (default ./data).
+
+    The main job is `adx run`, which chains generate, load, transform, report and verify.
+    """
+
+
+@main.command()
+@click.option("--days", default=1, show_default=True, type=click.IntRange(1, 366), help="Arrival days to write.")
+@click.option("--scale", default=1_000_000, show_default=True, type=click.IntRange(100), help="Impressions per day.")
+@click.option("--seed", default=42, show_default=True, help="Random seed: same seed, same bytes.")
+@click.option("--start-date", default=DEFAULT_START_DATE, show_default=True, callback=_parse_date)
+@click.option(
+    "--mess-rate",
+    default=0.01,
+    show_default=True,
+    type=click.FloatRange(0, 0.5),
+    help="Share of bad records.",
+)
+def generate(days: int, scale: int, seed: int, start_date: date, mess_rate: float) -> None:
+    """Write a synthetic AdvertiseX dataset and its ground truth to the landing folder.
+
+    Impressions as JSON lines, clicks and conversions as CSV, bid requests as Avro, one dt= folder per arrival
+    date, with malformed, duplicated, late and rule-breaking records at MESS_RATE.
+    """
+    _generate(_settings(), days, scale, seed, start_date, mess_rate)
+
+
+def _generate(settings: Settings, days: int, scale: int, seed: int, start_date: date, mess_rate: float) -> None:
+    from ingestion.generator import generate as generate_dataset
+
+    started = _step(f"generate: {days} day(s) x {scale:,} impressions from {start_date} (seed {seed})")
+    summary = generate_dataset(
+        settings.data_dir,
+        days=days,
+        scale=scale,
+        seed=seed,
+        start_date=start_date,
+        mess_rate=mess_rate,
+        on_progress=lambda message: click.echo(f"   {message}"),
+    )
+    click.echo(f"   {summary}")
+    _done(started)
+
+
+@main.command()
+@click.option(
+    "--date",
+    "dates",
+    multiple=True,
+    callback=lambda c, p, v: [_parse_date(c, p, d) for d in v],
+    help="Arrival date to load (repeatable). Default: every dt= folder waiting.",
+)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    type=click.Choice(["impressions", "clicks", "conversions", "bid_requests"]),
+    help="Source to load (repeatable). Default: all.",
+)
+def load(dates: list[date], sources: tuple[str, ...]) -> None:
+    """Land the files of the landing folder in the raw tables, quarantining what cannot be parsed.
+
+    One batch per source and arrival date; a batch replaces its partition, and an unchanged batch is skipped.
+    Prints records read = landed + quarantined for every batch.
+    """
+    settings = _settings()
+    _load(_spark(settings), settings, dates or None, sources or None)
+
+
+def _load(spark, settings: Settings, dates, sources) -> None:
+    from ingestion.loader import ReconciliationError
+    from ingestion.loader import load as load_batches
+
+    started = _step("load: landing files -> raw tables")
+    try:
+        results = load_batches(spark, settings, sources, dates)
+    except ReconciliationError as error:
+        click.secho(f"   load does not reconcile: {error}", fg="red", err=True)
+        sys.exit(1)
+    rows = [
+        (
+            r.source,
+            r.ingest_date,
+            r.files,
+            r.records_read,
+            r.records_landed,
+            r.records_quarantined,
+            "unchanged, skipped" if r.skipped else "loaded",
+        )
+        for r in results
+    ]
+    columns = ["source", "ingest_date", "files", "read", "landed", "quarantined", "status"]
+    click.echo(format_table(columns, rows) if rows else "   nothing waiting in the landing folder")
+    _done(started)
+
+
+@main.command()
+@click.option(
+    "--date",
+    "run_date",
+    callback=_parse_date,
+    help="Data interval end: incremental marts rebuild this date and the lookback. Default: all dates.",
+)
+@click.option("--select", default=None, help="dbt selection (default: the whole project).")
+def transform(run_date: date | None, select: str | None) -> None:
+    """`dbt build` (seeds, models, tests) on the embedded target."""
+    settings = _settings()
+    _transform(_spark(settings), settings, run_date, select)
+
+
+def _transform(_spark_session, settings: Settings, run_date: date | None, select: str | None = None) -> None:
+    from ingestion.transform import DbtError, build
+
+    started = _step(f"transform: dbt build{f' for {run_date}' if run_date else ' (all dates)'}")
+    try:
+        build(settings, run_date=run_date, select=select)
+    except DbtError as error:
+        click.secho(f"   {error}", fg="red", err=True)
+        sys.exit(1)
+    _done(started)
+
+
+@main.command()
+@click.option("--docs/--no-docs", default=True, show_default=True, help="Also run `dbt docs generate`.")
+def report(docs: bool) -> None:
+    """Print the campaign-performance summary of the marts, and generate the dbt docs site."""
+    settings = _settings()
+    _report(_spark(settings), settings, docs)
+
+
+def _report(spark, settings: Settings, docs: bool) -> None:
+    from ingestion.report import campaign_report
+    from ingestion.transform import DbtError, generate_docs
+
+    started = _step("report")
+    for title, columns, rows in campaign_report(spark):
+        click.secho(f"\n{title}", bold=True)
+        click.echo(format_table(columns, rows))
+    if docs:
+        try:
+            generate_docs(settings)
+        except DbtError as error:
+            click.secho(f"   {error}", fg="red", err=True)
+            sys.exit(1)
+        click.echo("\n   dbt docs written to target/ (serve with `adx dbt -- docs serve --port 8081`)")
+    _done(started)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--format", "output_format", type=click.Choice(["table", "csv"]), default="table", show_default=True)
+@click.option("--limit", default=1000, show_default=True, help="Rows to print at most (0: all).")
+def sql(query: str, output_format: str, limit: int) -> None:
+    """Run a SQL query on the embedded warehouse and print the result."""
+    from pyspark.errors import PySparkException
+
+    settings = _settings()
+    spark = _spark(settings)
+    try:
+        frame = spark.sql(query)
+        rows = [tuple(r) for r in (frame.limit(limit) if limit else frame).collect()]
+    except PySparkException as error:
+        click.secho(f"query failed: {error}", fg="red", err=True)
+        sys.exit(1)
+    formatter = format_csv if output_format == "csv" else format_table
+    click.echo(formatter(frame.columns, rows).rstrip("\n"))
+
+
+@main.command()
+@click.option(
+    "--as-of",
+    "as_of",
+    callback=_parse_date,
+    help="Compare with the truth as of this arrival date. Default: the latest date loaded.",
+)
+def verify(as_of: date | None) -> None:
+    """Compare the marts with the generator's ground truth; exit 1 and print the differing cells if any."""
+    settings = _settings()
+    _verify(_spark(settings), settings, as_of)
+
+
+def _verify(spark, settings: Settings, as_of: date | None) -> None:
+    from ingestion.verify import latest_loaded_date
+    from ingestion.verify import verify as compare
+
+    as_of = as_of or latest_loaded_date(spark)
+    started = _step(f"verify: marts against ground truth as of {as_of}")
+    differences = compare(spark, settings, as_of)
+    if differences:
+        for difference in differences[:50]:
+            click.echo(f"   {difference}")
+        more = " (first 50 shown)" if len(differences) > 50 else ""
+        click.secho(f"   {len(differences)} cells differ from the ground truth{more}", fg="red")
+        sys.exit(1)
+    click.secho("   marts match the ground truth", fg="green")
+    _done(started)
+
+
+@main.command()
+@click.option("--days", default=1, show_default=True, type=click.IntRange(1, 366))
+@click.option("--scale", default=1_000_000, show_default=True, type=click.IntRange(100))
+@click.option("--seed", default=42, show_default=True)
+@click.option("--start-date", default=DEFAULT_START_DATE, show_default=True, callback=_parse_date)
+@click.option("--mess-rate", default=0.01, show_default=True, type=click.FloatRange(0, 0.5))
+def run(days: int, scale: int, seed: int, start_date: date, mess_rate: float) -> None:
+    """The main job: generate → load → transform → report → verify, in one Spark session."""
+    settings = _settings()
+    started = time.monotonic()
+    _generate(settings, days, scale, seed, start_date, mess_rate)
+    spark = _spark(settings)
+    _load(spark, settings, None, None)
+    _transform(spark, settings, None)
+    _report(spark, settings, docs=True)
+    _verify(spark, settings, None)
+    click.secho(f"\nadx run finished in {time.monotonic() - started:.0f} s", bold=True)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
+def dbt(dbt_args: tuple[str, ...]) -> None:
+    """Run any dbt command on the embedded warehouse, e.g. `adx dbt -- test --select marts`."""
+    from ingestion.transform import DbtError, run_dbt
+
+    try:
+        run_dbt(_settings(), list(dbt_args))
+    except DbtError as error:
+        click.secho(str(error), fg="red", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

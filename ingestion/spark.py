@@ -1,0 +1,58 @@
+"""The one way this project builds a SparkSession, so that the loaders and dbt see the same warehouse."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from ingestion.settings import PROJECT_DIR, Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Spark and Hive settings of the warehouse; profiles/profiles.yml passes the same keys to dbt."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log4j = os.environ.get("ADX_SPARK_LOG4J", str(PROJECT_DIR / "conf" / "log4j2.properties"))
+    java_options = f"-Dlog4j2.configurationFile=file:{log4j} -Dderby.stream.error.file={settings.data_dir}/derby.log"
+    conf = {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "advertisex-warehouse",
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.driver.extraJavaOptions": java_options,
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": settings.resolved_lake_uri,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # dbt-spark forces ANSI mode off for its sessions; the loaders use the same mode so that SQL behaves alike.
+        "spark.sql.ansi.enabled": "false",
+        # Hive settings reach the metastore client only with the spark.hadoop. prefix.
+        "spark.hadoop.javax.jdo.option.ConnectionURL": settings.resolved_metastore_url,
+        "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
+        "spark.hadoop.hive.metastore.schema.verification": "false",
+        # The metastore cannot push filters on date partition columns down to Derby; Spark then lists the
+        # table's partitions and prunes them itself (plans still show PartitionFilters).
+        "spark.sql.hive.metastorePartitionPruningFallbackOnException": "true",
+    }
+    jars = sorted(settings.jars_dir.glob("*.jar")) if settings.jars_dir.is_dir() else []
+    if jars:
+        conf["spark.jars"] = ",".join(str(jar) for jar in jars)
+    return conf
+
+
+def get_spark(settings: Settings) -> SparkSession:
+    """Start (or reuse) the SparkSession of this process: local, Hive-backed, quiet."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.enableHiveSupport()
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
