@@ -160,8 +160,11 @@ def transform(run_date: date | None, select: str | None) -> None:
     _transform(_spark(settings), settings, run_date, select)
 
 
-def _transform(_spark_session, settings: Settings, run_date: date | None, select: str | None = None) -> None:
+def _transform(spark, settings: Settings, run_date: date | None, select: str | None = None) -> None:
+    from ingestion.loader import ensure_raw_tables
     from ingestion.transform import DbtError, build
+
+    ensure_raw_tables(spark)  # dbt's sources exist even before a source has delivered anything
 
     started = _step(f"transform: dbt build{f' for {run_date}' if run_date else ' (all dates)'}")
     try:

@@ -86,8 +86,7 @@ def load(
     dates: Iterable[date] | None = None,
 ) -> list[BatchResult]:
     """Load every waiting batch of the given sources (default: all) and dates (default: all)."""
-    spark.sql("create database if not exists raw")
-    _ensure_load_batches_table(spark)
+    ensure_raw_tables(spark)
     dates = list(dates) if dates is not None else None
     results = []
     for name in source_names or SOURCES:
@@ -215,7 +214,7 @@ def _read_avro(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame,
     if readable:
         landed = reader.load([str(p) for p in readable]).withColumn("_source_file", F.col("_metadata.file_name"))
     else:
-        landed = spark.createDataFrame([], reader.load([]).schema).withColumn("_source_file", F.lit(""))
+        landed = _empty_avro_frame(spark).withColumn("_source_file", F.lit(""))
     quarantined = spark.createDataFrame(
         [(name, message, "unreadable_avro_file") for name, message in unreadable],
         "_source_file string, payload string, reason string",
@@ -224,6 +223,40 @@ def _read_avro(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame,
 
 
 # --- tables ---
+
+
+def ensure_raw_tables(spark: SparkSession) -> None:
+    """Create every raw and quarantine table that does not exist yet, so that dbt finds all of its sources
+    even before a source has delivered its first file."""
+    from pyspark.sql import functions as F
+
+    spark.sql("create database if not exists raw")
+    _ensure_load_batches_table(spark)
+    metadata = {"_batch_id": "", "_loaded_at": None, "_ingest_date": None}
+    quarantine_columns = "_source_file string, payload string, reason string"
+    for source in SOURCES.values():
+        if source.file_format == "avro":
+            landed = _empty_avro_frame(spark).withColumn("_source_file", F.lit(""))
+        else:
+            landed = spark.createDataFrame([], ", ".join(f"{c} string" for c in (*source.columns, "_source_file")))
+        for table, frame in (
+            (source.raw_table, landed),
+            (source.quarantine_table, spark.createDataFrame([], quarantine_columns)),
+        ):
+            if not spark.catalog.tableExists(table):
+                _with_metadata(frame, metadata).write.format("parquet").partitionBy("_ingest_date").saveAsTable(table)
+
+
+def _empty_avro_frame(spark: SparkSession) -> DataFrame:
+    """An empty DataFrame with the Spark schema of the bid-request Avro schema (read from a record-less file)."""
+    import tempfile
+
+    schema = fastavro.schema.load_schema(str(AVRO_SCHEMA_PATH))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "empty.avro"
+        with path.open("wb") as handle:
+            fastavro.writer(handle, schema, [])
+        return spark.createDataFrame([], spark.read.format("avro").load(str(path)).schema)
 
 
 def _with_metadata(frame: DataFrame, metadata: dict) -> DataFrame:
@@ -238,8 +271,6 @@ def _with_metadata(frame: DataFrame, metadata: dict) -> DataFrame:
 
 
 def _replace_partition(spark: SparkSession, table: str, frame: DataFrame, ingest_date: date) -> None:
-    if not spark.catalog.tableExists(table):
-        frame.limit(0).write.format("parquet").partitionBy("_ingest_date").saveAsTable(table)
     spark.sql(f"alter table {table} drop if exists partition (_ingest_date = date'{ingest_date}')")
     frame.write.insertInto(table)
 

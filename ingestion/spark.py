@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 def get_spark(settings: Settings) -> SparkSession:
     """Start (or reuse) the SparkSession of this process: local, Hive-backed, quiet."""
     from pyspark.sql import SparkSession
+
+    # PySpark logs every failed query's whole plan and JVM stack as JSON; the exception itself says enough.
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
 
     builder = SparkSession.builder.enableHiveSupport()
     for key, value in spark_conf(settings).items():
