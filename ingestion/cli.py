@@ -90,7 +90,13 @@ def _generate(settings: Settings, days: int, scale: int, seed: int, start_date: 
         mess_rate=mess_rate,
         on_progress=lambda message: click.echo(f"   {message}"),
     )
-    click.echo(f"   {summary}")
+    rows = [
+        (name, summary.records[name], summary.quarantined[name], summary.rejected[name], summary.staged[name])
+        for name in summary.records
+    ]
+    columns = ["source", "records written", "to quarantine", "to reject", "valid events"]
+    click.echo(format_table(columns, rows))
+    click.echo(f"   {summary.files} files in {settings.landing_dir}, ground truth in {settings.ground_truth_dir}")
     _done(started)
 
 

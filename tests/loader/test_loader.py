@@ -84,12 +84,14 @@ def test_every_record_is_landed_or_quarantined_with_a_reason(spark, warehouse_se
     assert landed["imp-4"].event_time == "not-a-time"  # staging rejects it, not the loader
 
     clicks = results["clicks"]
-    assert (clicks.records_read, clicks.records_landed, clicks.records_quarantined) == (5, 3, 2)
+    assert (clicks.records_read, clicks.records_landed, clicks.records_quarantined) == (6, 4, 2)
     quarantined = spark.table("raw.quarantine_clicks").collect()
     assert {r.reason for r in quarantined} == {"wrong_column_count"}
     assert {r.payload.split(",")[0] for r in quarantined} == {"clk-2", "clk-3"}
     quoted = spark.table("raw.clicks").where("click_id = 'clk-4'").first()
     assert quoted.landing_page_url == "https://shop.example.com/q?a=1,b=2"
+    doubled_quotes = spark.table("raw.clicks").where("click_id = 'clk-6'").first()
+    assert doubled_quotes.landing_page_url == 'https://shop.example.com/?q="gift"'
 
     conversions = results["conversions"]
     assert (conversions.records_read, conversions.records_landed, conversions.records_quarantined) == (2, 1, 1)
