@@ -130,9 +130,7 @@ def test_a_changed_batch_replaces_its_partition_instead_of_appending(spark, ware
 
     assert not result.skipped
     assert (result.records_read, result.records_landed, result.records_quarantined) == (1, 1, 0)
-    assert [r.click_id for r in spark.table("raw.clicks").where(f"_ingest_date = date'{DAY}'").collect()] == [
-        "clk-1"
-    ]
+    assert [r.click_id for r in spark.table("raw.clicks").where(f"_ingest_date = date'{DAY}'").collect()] == ["clk-1"]
     assert spark.table("raw.quarantine_clicks").where(f"_ingest_date = date'{DAY}'").count() == 0
 
 

@@ -1,117 +1,106 @@
-"""The whole embedded pipeline at a small scale: generate → load → dbt → verify, and its incremental behaviour."""
+"""The whole embedded pipeline at a small scale: generate → load → dbt build → verify, and the CLI on it."""
 
 from __future__ import annotations
 
+import csv
 import json
-import shutil
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import date
 
 import pytest
+from click.testing import CliRunner
 
+from ingestion.cli import main as adx
 from ingestion.generator import generate
 from ingestion.loader import load
-from ingestion.transform import build, run_dbt
+from ingestion.transform import build
 from ingestion.verify import verify
 
 pytestmark = pytest.mark.integration
 
-DAY_1 = date(2026, 11, 1)
-DAY_2 = DAY_1 + timedelta(days=1)
-DAY_3 = DAY_1 + timedelta(days=2)
-SCALE = 20_000
-MARTS = ("fct_impressions", "fct_clicks", "fct_conversions", "agg_campaign_daily", "agg_rtb_daily")
+DAY_2 = date(2026, 11, 2)
+STAGED = {
+    "impressions": "staging.stg_adserver__impressions",
+    "clicks": "staging.stg_tracking__clicks",
+    "conversions": "staging.stg_tracking__conversions",
+    "bid_requests": "staging.stg_rtb__bid_requests",
+}
 
 
-@pytest.fixture
-def empty_warehouse(spark, warehouse_settings):
-    """No schema and no landing file left from an earlier test (all tests share one metastore)."""
+@pytest.fixture(scope="module")
+def built(spark, warehouse_settings):
+    """Two days at 20,000 impressions a day, loaded and built with every dbt test."""
+    settings = warehouse_settings
     for schema in ("raw", "staging", "intermediate", "marts", "reference"):
         spark.sql(f"drop database if exists {schema} cascade")
-    for folder in (warehouse_settings.landing_dir, warehouse_settings.ground_truth_dir):
-        shutil.rmtree(folder, ignore_errors=True)
-    return warehouse_settings
-
-
-def _table_rows(spark, table: str) -> list[tuple]:
-    return sorted(tuple(map(str, row)) for row in spark.table(table).collect())
-
-
-def _marts(spark) -> dict[str, list[tuple]]:
-    return {mart: _table_rows(spark, f"marts.{mart}") for mart in MARTS}
-
-
-def _partition_files(settings, mart: str, day: date) -> dict[str, int]:
-    """Data files of one date partition (and its campaign sub-partitions) with their modification times."""
-    folder = Path(settings.resolved_lake_uri) / "marts.db" / mart / f"event_date={day}"
-    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*.parquet")}
-
-
-def _run_models(settings, run_date: date, **extra_vars) -> None:
-    run_dbt(settings, ["run", "--vars", json.dumps({"run_date": run_date.isoformat(), **extra_vars})])
-
-
-def test_the_embedded_pipeline_reproduces_the_ground_truth(spark, empty_warehouse):
-    settings = empty_warehouse
-    summary = generate(settings.data_dir, days=2, scale=SCALE, seed=7)
-
+    summary = generate(settings.data_dir, days=2, scale=20_000, seed=7)
     results = load(spark, settings)
-    build(settings)  # seeds, models and every dbt test (reconciliation, unit tests)
+    build(settings)  # seeds, models and every dbt test (reconciliation, unit tests) must pass
+    manifest = json.loads(summary.manifest_path.read_text())
+    return settings, results, manifest
 
+
+def test_marts_reproduce_the_ground_truth(spark, built):
+    settings, _, _ = built
     assert verify(spark, settings, as_of=DAY_2) == []
-    for source in ("impressions", "clicks", "conversions", "bid_requests"):
+
+
+def test_every_bad_record_is_quarantined_or_rejected_with_its_reason(spark, built):
+    _, results, manifest = built
+    for source, model in STAGED.items():
+        expected = manifest["sources"][source]
         loaded = [r for r in results if r.source == source]
-        assert sum(r.records_read for r in loaded) == summary.records[source]
-        assert sum(r.records_quarantined for r in loaded) == summary.quarantined[source]
-    staged = {
-        "impressions": "staging.stg_adserver__impressions",
-        "clicks": "staging.stg_tracking__clicks",
-        "conversions": "staging.stg_tracking__conversions",
-        "bid_requests": "staging.stg_rtb__bid_requests",
-    }
-    for source, model in staged.items():
-        assert spark.table(model).count() == summary.staged[source], source
-        assert spark.table(f"{model}_rejected").count() == summary.rejected[source], source
-    reasons = {r[0] for r in spark.sql("select reason from raw.quarantine_impressions").collect()}
-    assert reasons == {"malformed_json", "not_a_json_object"}
-    rejected = {
-        r[0] for r in spark.sql("select distinct rejection_reason from staging.stg_rtb__bid_requests_rejected").collect()
-    }
-    assert {"duplicate_event_id", "unknown_campaign", "bid_below_floor", "win_without_bid"} <= rejected
+        assert sum(r.records_read for r in loaded) == expected["records"], source
+        assert sum(r.records_quarantined for r in loaded) == expected["quarantined"], source
+        quarantine_reasons = dict(
+            spark.sql(f"select reason, count(*) from raw.quarantine_{source} group by reason").collect()
+        )
+        assert quarantine_reasons == expected["quarantine_reasons"], source
+        assert spark.table(model).count() == expected["staged"], source
+        rejected_reasons = dict(
+            spark.sql(f"select rejection_reason, count(*) from {model}_rejected group by rejection_reason").collect()
+        )
+        assert rejected_reasons == expected["staging_rejects"], source
+    all_reasons = {r for s in manifest["sources"].values() for r in s["staging_rejects"]}
+    assert {"duplicate_event_id", "invalid_timestamp", "unknown_campaign", "invalid_amount"} <= all_reasons
+    assert {"bid_below_floor", "win_without_bid", "clearing_price_above_bid", "negative_floor"} <= all_reasons
 
 
-def test_incremental_runs_correct_late_events_and_leave_old_partitions_alone(spark, empty_warehouse):
-    settings = empty_warehouse
-    generate(settings.data_dir, days=3, scale=SCALE, seed=11)
+def test_verify_names_the_differing_cell_and_exits_non_zero(spark, built, monkeypatch):
+    settings, _, _ = built
+    truth = settings.ground_truth_dir / f"as_of={DAY_2}" / "campaign_daily.csv"
+    original = truth.read_text()
+    rows = list(csv.DictReader(original.splitlines()))
+    rows[0]["clicks"] = str(int(rows[0]["clicks"]) + 1)
+    try:
+        with truth.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        differences = verify(spark, settings, as_of=DAY_2)
+        assert [(d.key, d.column) for d in differences] == [((rows[0]["event_date"], rows[0]["campaign_id"]), "clicks")]
 
-    # Day 1 arrives and is transformed.
-    load(spark, settings, dates=[DAY_1])
-    build(settings, run_date=DAY_1)
-    assert verify(spark, settings, as_of=DAY_1) == []
-    day_1_before = _table_rows(spark, "marts.agg_campaign_daily")
+        monkeypatch.setenv("ADX_DATA_DIR", str(settings.data_dir))
+        result = CliRunner().invoke(adx, ["verify", "--as-of", str(DAY_2)])
+        assert result.exit_code == 1
+        assert f"clicks: expected {rows[0]['clicks']}" in result.output
+    finally:
+        truth.write_text(original)
+    assert CliRunner().invoke(adx, ["verify", "--as-of", str(DAY_2)]).exit_code == 0
 
-    # Day 2 arrives with late clicks and conversions of day 1: day 1's marts are corrected.
-    load(spark, settings, dates=[DAY_2])
-    _run_models(settings, DAY_2)
-    assert verify(spark, settings, as_of=DAY_2) == []
-    day_1_after = [row for row in _table_rows(spark, "marts.agg_campaign_daily") if row[-1] == str(DAY_1)]
-    assert day_1_after != day_1_before, "day 2 carried no late event for day 1: the test proves nothing"
 
-    # Rerunning day 2, after loading the same files again, changes nothing.
-    marts_after_day_2 = _marts(spark)
-    assert all(r.skipped for r in load(spark, settings, dates=[DAY_1, DAY_2]))
-    _run_models(settings, DAY_2)
-    assert _marts(spark) == marts_after_day_2
+def test_adx_sql_prints_a_table_or_csv(built, monkeypatch):
+    settings, _, _ = built
+    monkeypatch.setenv("ADX_DATA_DIR", str(settings.data_dir))
+    query = "select campaign_id, sum(impressions) as impressions from marts.agg_campaign_daily group by 1 order by 1"
 
-    # Day 3 with a one-day lookback rewrites days 2 and 3 only; day 1's partitions keep their files.
-    load(spark, settings, dates=[DAY_3])
-    day_1_files = {mart: _partition_files(settings, mart, DAY_1) for mart in MARTS}
-    day_2_files = _partition_files(settings, "fct_impressions", DAY_2)
-    assert all(day_1_files.values())
-    _run_models(settings, DAY_3, lookback_days=1)
-    assert {mart: _partition_files(settings, mart, DAY_1) for mart in MARTS} == day_1_files
-    assert _partition_files(settings, "fct_impressions", DAY_2) != day_2_files
+    as_csv = CliRunner().invoke(adx, ["sql", query, "--format", "csv"])
+    assert as_csv.exit_code == 0, as_csv.output
+    lines = as_csv.stdout.strip().splitlines()
+    assert lines[0] == "campaign_id,impressions" and lines[1].startswith("cmp_001,")
 
-    # A rebuild of every date gives the truth as of day 3.
-    _run_models(settings, DAY_3, lookback_days=3)
-    assert verify(spark, settings, as_of=DAY_3) == []
+    as_table = CliRunner().invoke(adx, ["sql", query])
+    assert as_table.exit_code == 0
+    assert as_table.stdout.splitlines()[0].split() == ["campaign_id", "impressions"]
+
+    broken = CliRunner().invoke(adx, ["sql", "select * from marts.no_such_table"])
+    assert broken.exit_code == 1 and "query failed" in broken.output

@@ -1,0 +1,135 @@
+"""`make bench`: wall time and throughput of generate, load and `dbt build` on the embedded warehouse.
+
+Each size runs in its own process (the embedded Derby metastore admits one JVM) on a fresh data folder.
+Writes bench/results/<date>.json and <date>.md and prints the summary. Never part of `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from ingestion.settings import PROJECT_DIR, Settings
+
+RESULTS_DIR = PROJECT_DIR / "bench" / "results"
+
+
+def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
+    """Generate, load and build one dataset in this process; return the timings."""
+    from ingestion.generator import generate
+    from ingestion.loader import load
+    from ingestion.spark import get_spark
+    from ingestion.transform import build
+    from ingestion.verify import verify
+
+    settings = Settings(data_dir=data_dir)
+    timings: dict = {"size": size, "days": days}
+
+    started = time.perf_counter()
+    summary = generate(settings.data_dir, days=days, scale=size, seed=seed)
+    timings["generate_s"] = time.perf_counter() - started
+    timings["records"] = sum(summary.records.values())
+
+    started = time.perf_counter()
+    spark = get_spark(settings)
+    spark.sql("select 1").collect()
+    timings["jvm_start_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    load(spark, settings)
+    timings["load_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    build(settings)
+    timings["dbt_build_s"] = time.perf_counter() - started
+    run_results = json.loads((PROJECT_DIR / "target" / "run_results.json").read_text())
+    nodes = sorted(
+        ({"node": r["unique_id"], "seconds": r["execution_time"]} for r in run_results["results"]),
+        key=lambda n: -n["seconds"],
+    )
+    timings["dbt_nodes"] = len(nodes)
+    timings["dbt_node_seconds_total"] = sum(n["seconds"] for n in nodes)
+    timings["dbt_slowest_nodes"] = nodes[:10]
+    timings["verified"] = verify(spark, settings, as_of=summary.arrival_dates[-1]) == []
+    spark.stop()
+    return timings
+
+
+def summary_markdown(results: list[dict]) -> str:
+    lines = [
+        f"# make bench, {date.today().isoformat()}",
+        "",
+        "Embedded warehouse, local[2], one process per size. Events = records written to the landing files "
+        "(impressions, clicks, conversions, bid requests).",
+        "",
+        "| impressions/day | days | events | generate s | events/s | JVM start s | load s | events/s "
+        "| dbt build s | events/s | dbt nodes | verified |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
+    ]
+    for r in results:
+        events = r["records"]
+        lines.append(
+            f"| {r['size']:,} | {r['days']} | {events:,} | {r['generate_s']:.1f} | {events / r['generate_s']:,.0f} "
+            f"| {r['jvm_start_s']:.1f} | {r['load_s']:.1f} | {events / r['load_s']:,.0f} "
+            f"| {r['dbt_build_s']:.1f} | {events / r['dbt_build_s']:,.0f} | {r['dbt_nodes']} | {r['verified']} |"
+        )
+    for r in results:
+        lines += [
+            "",
+            f"Slowest dbt nodes at {r['size']:,} impressions/day "
+            f"(all {r['dbt_nodes']} nodes: {r['dbt_node_seconds_total']:.1f} s of {r['dbt_build_s']:.1f} s):",
+            "",
+        ]
+        lines += [f"- {n['node']}: {n['seconds']:.1f} s" for n in r["dbt_slowest_nodes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1000000,4000000", help="Impressions per day, comma-separated.")
+    parser.add_argument("--days", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
+    parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.one:
+        print(json.dumps(measure_one(args.one, args.days, args.seed, args.data_dir)))
+        return
+
+    results = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory(prefix=f"adx-bench-{size}-") as data_dir:
+            command = [
+                sys.executable,
+                "-m",
+                "bench.run",
+                "--one",
+                str(size),
+                "--days",
+                str(args.days),
+                "--seed",
+                str(args.seed),
+                "--data-dir",
+                data_dir,
+            ]
+            print(f"bench: {size:,} impressions/day x {args.days} day(s) ...", file=sys.stderr, flush=True)
+            output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=PROJECT_DIR).stdout
+            results.append(json.loads(output.strip().splitlines()[-1]))
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS_DIR / date.today().isoformat()
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = summary_markdown(results)
+    stem.with_suffix(".md").write_text(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
