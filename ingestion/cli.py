@@ -245,8 +245,15 @@ def _verify(spark, settings: Settings, as_of: date | None) -> None:
     from ingestion.verify import verify as compare
 
     as_of = as_of or latest_loaded_date(spark)
+    if as_of is None:
+        click.secho("   nothing has been loaded yet: run `adx load` first", fg="red", err=True)
+        sys.exit(1)
     started = _step(f"verify: marts against ground truth as of {as_of}")
-    differences = compare(spark, settings, as_of)
+    try:
+        differences = compare(spark, settings, as_of)
+    except FileNotFoundError as error:
+        click.secho(f"   {error}", fg="red", err=True)
+        sys.exit(1)
     if differences:
         for difference in differences[:50]:
             click.echo(f"   {difference}")

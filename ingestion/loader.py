@@ -181,7 +181,7 @@ def _read_csv(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame, 
     )
     schema = ", ".join(f"{c} string" for c in (*columns, "_corrupt_record"))
     # RFC 4180: a quote inside a quoted field is doubled (Spark escapes with a backslash by default).
-    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record", "escape": "\""}
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record", "escape": '"'}
     parsed = lines.select("payload", "_source_file", F.from_csv("payload", schema, options).alias("row")).withColumn(
         "_reason",
         # A file whose header is not the expected one cannot be mapped to columns: all of its rows wait in

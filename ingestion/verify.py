@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingestion.generator.truth import CAMPAIGN_DAILY_COLUMNS, RTB_DAILY_COLUMNS
 from ingestion.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,21 +28,14 @@ COMPARISONS = (
     Comparison(
         truth_file="campaign_daily.csv",
         mart="marts.agg_campaign_daily",
-        keys=("event_date", "campaign_id"),
-        measures=(
-            "impressions",
-            "clicks",
-            "conversions",
-            "attributed_conversions",
-            "spend_usd",
-            "revenue_usd",
-        ),
+        keys=CAMPAIGN_DAILY_COLUMNS[:2],
+        measures=CAMPAIGN_DAILY_COLUMNS[2:],
     ),
     Comparison(
         truth_file="rtb_daily.csv",
         mart="marts.agg_rtb_daily",
-        keys=("event_date", "exchange", "campaign_id"),
-        measures=("bid_requests", "bids", "wins", "win_rate", "avg_clearing_price_cpm"),
+        keys=RTB_DAILY_COLUMNS[:3],
+        measures=RTB_DAILY_COLUMNS[3:],
     ),
 )
 
@@ -65,7 +59,11 @@ def truth_dates(settings: Settings) -> list[date]:
 
 
 def latest_loaded_date(spark: SparkSession) -> date | None:
-    return spark.sql("select max(ingest_date) from raw.load_batches").first()[0]
+    from ingestion.loader import LOAD_BATCHES_TABLE
+
+    if not spark.catalog.tableExists(LOAD_BATCHES_TABLE):
+        return None
+    return spark.sql(f"select max(ingest_date) from {LOAD_BATCHES_TABLE}").first()[0]
 
 
 def verify(spark: SparkSession, settings: Settings, as_of: date) -> list[Difference]:

@@ -193,32 +193,12 @@ def bid_requests(rng: random.Random, ref: Reference, day: date, n: int) -> list[
         if video:
             floor *= 3
         at = 1 if rand() < FIRST_PRICE_SHARE else 2
+        bid_price: int | None = None
+        clear: int | None = None
         if rand() < BID_PROBABILITY:
-            bid_cents = floor + int(rand() * 250)
+            bid_price = floor + int(rand() * 250)
             if rand() < WIN_PROBABILITY:
-                clear = bid_cents if at == 1 else floor + int(rand() * (bid_cents - floor + 1))
-                append(
-                    (
-                        f"{prefix}{i + 1:08d}",
-                        times[i],
-                        exchange,
-                        at,
-                        tmax,
-                        users[i],
-                        campaign_id,
-                        video,
-                        inventory,
-                        floor,
-                        True,
-                        bid_cents,
-                        True,
-                        clear,
-                    )
-                )
-                continue
-            bid_price: int | None = bid_cents
-        else:
-            bid_price = None
+                clear = bid_price if at == 1 else floor + int(rand() * (bid_price - floor + 1))
         append(
             (
                 f"{prefix}{i + 1:08d}",
@@ -233,8 +213,8 @@ def bid_requests(rng: random.Random, ref: Reference, day: date, n: int) -> list[
                 floor,
                 bid_price is not None,
                 bid_price,
-                False,
-                None,
+                clear is not None,
+                clear,
             )
         )
     return list(map(_new_bid_request, out))

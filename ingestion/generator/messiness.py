@@ -22,6 +22,7 @@ from ingestion.generator.writers import (
     minute_prefix,
     server_time,
 )
+from ingestion.sources import CLICKS, CONVERSIONS
 
 UNKNOWN_CAMPAIGNS = ("cmp_999", "cmp_0x7", "cmp_025")
 BAD_TIMESTAMPS = ("2026-13-45T99:00:00Z", "not-a-time", "")
@@ -54,16 +55,8 @@ RTB_RULES = (
 )
 BID_REQUEST_SHARES = {**dict.fromkeys(RTB_RULES, 0.09), "unknown_campaign": 0.16, "duplicate_event_id": 0.30}
 
-CLICK_HEADER = ("click_id", "click_time", "user_id", "campaign_id", "ad_id", "device_type", "landing_page_url")
-CONVERSION_HEADER = (
-    "conversion_id",
-    "conversion_time",
-    "user_id",
-    "campaign_id",
-    "conversion_type",
-    "value",
-    "currency",
-)
+CLICK_HEADER = CLICKS.columns
+CONVERSION_HEADER = CONVERSIONS.columns
 
 
 def allocate(rng: random.Random, n: int, rate: float, shares: dict[str, float]) -> dict[str, int]:
