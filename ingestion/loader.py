@@ -201,17 +201,20 @@ def _read_csv(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame, 
 def _read_avro(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame, int]:
     from pyspark.sql import functions as F
 
+    schema = AVRO_SCHEMA_PATH.read_text()
+    reader = spark.read.format("avro").option("avroSchema", schema)
     readable, unreadable, records_read = [], [], 0
     for path in batch.files:
         try:
-            records_read += _count_avro_records(path)
+            records = _count_avro_records(path)
+            # Block headers can be sound while a record inside is not: decode every column once, in the JVM.
+            reader.load(str(path)).write.format("noop").mode("overwrite").save()
             readable.append(path)
+            records_read += records
         except Exception as error:  # noqa: BLE001 - any decoding failure quarantines the file
-            unreadable.append((path.name, f"{type(error).__name__}: {error}"))
+            unreadable.append((path.name, f"{type(error).__name__}: {str(error).splitlines()[0][:500]}"))
             records_read += 1  # an unreadable file counts as one record read and one quarantined
 
-    schema = AVRO_SCHEMA_PATH.read_text()
-    reader = spark.read.format("avro").option("avroSchema", schema)
     if readable:
         landed = reader.load([str(p) for p in readable]).withColumn("_source_file", F.col("_metadata.file_name"))
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 
 from ingestion.settings import PROJECT_DIR, Settings
@@ -19,15 +21,31 @@ def run_dbt(settings: Settings, args: list[str]) -> None:
     The embedded target's Spark session lives in this process, so a SparkSession started earlier by
     ingestion.spark.get_spark (same settings) is the one dbt uses.
     """
-    os.environ.update(settings.dbt_env())
     from dbt.cli.main import dbtRunner
 
-    result = dbtRunner().invoke(
-        [*args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR / "profiles")]
-    )
+    with _environment(settings.dbt_env()):
+        result = dbtRunner().invoke(
+            [*args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR / "profiles")]
+        )
     if not result.success:
         reason = f": {result.exception}" if result.exception else ""
         raise DbtError(f"dbt {' '.join(args)} failed{reason}")
+
+
+@contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of one dbt invocation, then restore the previous values, so
+    that later Settings() in this process do not read this invocation's resolved locations."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def build(settings: Settings, run_date: date | None = None, select: str | None = None) -> None:

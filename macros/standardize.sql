@@ -46,23 +46,25 @@
     nullif(upper(trim({{ column }})), '')
 {%- endmacro %}
 
-{#- Exact decimal ratio, half-up to 6 decimals; NULL when the denominator is 0 or NULL.
-    decimal(24,6) operands keep Spark's division at 14+ decimals, so the final rounding is the only one that matters. -#}
+{#- Exact decimal ratio, rounded half-up to 6 decimals once; NULL when the denominator is 0 or NULL.
+    Operands cast to decimal(38,18) make Spark's division itself round the exact quotient to 6 decimals
+    (precision 38 leaves it no more scale), so there is no double rounding. Pass unrounded sums. -#}
 {% macro safe_ratio(numerator, denominator) -%}
     case
         when coalesce({{ denominator }}, 0) = 0 then null
-        else round(cast({{ numerator }} as decimal(24, 6)) / cast({{ denominator }} as decimal(24, 6)), 6)
+        else cast({{ numerator }} as decimal(38, 18)) / cast({{ denominator }} as decimal(38, 18))
     end
 {%- endmacro %}
 
-{#- Marts rebuild the dates [run_date - lookback_days, run_date] on incremental runs; everything up to run_date
-    otherwise. No run_date: every date. -#}
-{% macro incremental_date_window(date_column) -%}
+{#- Marts rebuild the dates [run_date - lookback_days - extra_days, run_date] on incremental runs; everything up
+    to run_date otherwise. No run_date: every date. extra_days widens the window for a mart whose rows depend on
+    events up to that many days after them (an impression's click). -#}
+{% macro incremental_date_window(date_column, extra_days=0) -%}
     {%- set run_date = var('run_date') -%}
     {%- if run_date -%}
         {{ date_column }} <= date'{{ run_date }}'
         {%- if is_incremental() %}
-        and {{ date_column }} >= date_sub(date'{{ run_date }}', {{ var('lookback_days') | int }})
+        and {{ date_column }} >= date_sub(date'{{ run_date }}', {{ var('lookback_days') | int + extra_days | int }})
         {%- endif -%}
     {%- else -%}
         true

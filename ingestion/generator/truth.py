@@ -33,6 +33,12 @@ CAMPAIGN_DAILY_COLUMNS = (
     "attributed_conversions",
     "spend_usd",
     "revenue_usd",
+    "ctr",
+    "cvr",
+    "cpc_usd",
+    "cpm_usd",
+    "cpa_usd",
+    "roas",
 )
 RTB_DAILY_COLUMNS = (
     "event_date",
@@ -41,6 +47,7 @@ RTB_DAILY_COLUMNS = (
     "bid_requests",
     "bids",
     "wins",
+    "bid_rate",
     "win_rate",
     "avg_clearing_price_cpm",
 )
@@ -68,6 +75,11 @@ def utc_date(ts_ms: int) -> date:
 
 def round6(value: Decimal) -> Decimal:
     return value.quantize(_SIX, rounding=ROUND_HALF_UP)
+
+
+def ratio(numerator: Decimal | int, denominator: Decimal | int) -> Decimal | None:
+    """numerator / denominator rounded half-up to 6 decimals; None when the denominator is 0."""
+    return round6(Decimal(numerator) / Decimal(denominator)) if denominator else None
 
 
 def latest_touch(
@@ -211,8 +223,15 @@ class GroundTruth:
                 r["revenue_usd"] += Decimal(value) * self.usd_rates[currency]
         result = [rows[k] for k in sorted(rows)]
         for r in result:
-            r["spend_usd"] = round6(r["spend_usd"])
-            r["revenue_usd"] = round6(r["revenue_usd"])
+            spend, revenue = r["spend_usd"], r["revenue_usd"]  # exact; ratios divide these, then round once
+            r["ctr"] = ratio(r["clicks"], r["impressions"])
+            r["cvr"] = ratio(r["conversions"], r["clicks"])
+            r["cpc_usd"] = ratio(spend, r["clicks"])
+            r["cpm_usd"] = ratio(spend * 1000, r["impressions"])
+            r["cpa_usd"] = ratio(spend, r["attributed_conversions"])
+            r["roas"] = ratio(revenue, spend)
+            r["spend_usd"] = round6(spend)
+            r["revenue_usd"] = round6(revenue)
         return result
 
     def rtb_daily(self, as_of: date) -> list[dict[str, object]]:
@@ -232,8 +251,9 @@ class GroundTruth:
                 "bid_requests": requests,
                 "bids": bids,
                 "wins": wins,
-                "win_rate": round6(Decimal(wins) / Decimal(bids)) if bids else None,
-                "avg_clearing_price_cpm": round6(clearing / Decimal(wins)) if wins else None,
+                "bid_rate": ratio(bids, requests),
+                "win_rate": ratio(wins, bids),
+                "avg_clearing_price_cpm": ratio(clearing, wins),
             }
             for key, (requests, bids, wins, clearing) in sorted(totals.items())
         ]

@@ -309,8 +309,27 @@ def _expected_marts(staged, as_of: date):
         if clicks or views:
             row[3] += 1
             row[5] += Decimal(r["value"]) * CURRENCY_RATES[r["currency"]]
+
+    def ratio(numerator, denominator):
+        return _round(Decimal(numerator) / denominator) if denominator else ""
+
     campaign_daily = [
-        [d.isoformat(), c, str(a), str(b), str(e), str(f), _round(g), _round(h)]
+        [
+            d.isoformat(),
+            c,
+            str(a),
+            str(b),
+            str(e),
+            str(f),
+            _round(g),
+            _round(h),
+            ratio(b, a),
+            ratio(e, b),
+            ratio(g, b),
+            ratio(g * 1000, a),
+            ratio(g, f),
+            ratio(h, g),
+        ]
         for (d, c), (a, b, e, f, g, h) in sorted(rows.items())
     ]
     rtb = defaultdict(lambda: [0, 0, 0, Decimal(0)])
@@ -330,8 +349,9 @@ def _expected_marts(staged, as_of: date):
             str(n),
             str(b),
             str(w),
-            _round(Decimal(w) / b) if b else "",
-            _round(s / w) if w else "",
+            ratio(b, n),
+            ratio(w, b),
+            ratio(s, w),
         ]
         for (d, e, c), (n, b, w, s) in sorted(rtb.items())
     ]

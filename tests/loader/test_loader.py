@@ -61,6 +61,12 @@ def landing(warehouse_settings) -> Path:
     with (rtb / "bid-requests-01.avro").open("wb") as handle:
         fastavro.writer(handle, schema, [_bid_request("req-1"), _bid_request("req-2")], codec="deflate")
     (rtb / "bid-requests-02.avro").write_bytes(b"Obj\x01 this is not an avro file")
+    with (rtb / "bid-requests-03.avro").open("wb") as handle:  # sound container and block, broken record
+        fastavro.writer(handle, schema, [_bid_request("req-3")], codec="null")
+    damaged = bytearray((rtb / "bid-requests-03.avro").read_bytes())
+    record_start = damaged.index(b"req-3") - 1  # the string's length byte
+    damaged[record_start] = 0x7F  # a negative length: no reader can decode the record
+    (rtb / "bid-requests-03.avro").write_bytes(bytes(damaged))
     return landing_dir
 
 
@@ -97,9 +103,12 @@ def test_every_record_is_landed_or_quarantined_with_a_reason(spark, warehouse_se
     assert (conversions.records_read, conversions.records_landed, conversions.records_quarantined) == (2, 1, 1)
 
     bids = results["bid_requests"]
-    assert (bids.records_read, bids.records_landed, bids.records_quarantined) == (3, 2, 1)
-    corrupt = spark.table("raw.quarantine_bid_requests").first()
-    assert corrupt.reason == "unreadable_avro_file" and corrupt._source_file == "bid-requests-02.avro"
+    assert (bids.records_read, bids.records_landed, bids.records_quarantined) == (4, 2, 2)
+    corrupt = spark.table("raw.quarantine_bid_requests").orderBy("_source_file").collect()
+    assert [(r.reason, r._source_file) for r in corrupt] == [
+        ("unreadable_avro_file", "bid-requests-02.avro"),
+        ("unreadable_avro_file", "bid-requests-03.avro"),
+    ]
     request = spark.table("raw.bid_requests").where("id = 'req-1'").first()
     assert request.imp[0].banner.w == 300 and request.outcome.bid_price == 1.25
 

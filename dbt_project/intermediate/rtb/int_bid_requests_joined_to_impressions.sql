@@ -6,9 +6,14 @@ bid_requests as (
 ),
 
 rtb_impressions as (
-    select bid_request_id, impression_id, impression_at, cost_usd
+    -- At most one impression per request (the first logged), so that the join cannot duplicate a request.
+    select
+        bid_request_id,
+        min_by(impression_id, struct(impression_at, impression_id)) as impression_id,
+        min(impression_at) as impression_at
     from {{ ref('stg_adserver__impressions') }}
     where bid_request_id is not null
+    group by bid_request_id
 )
 
 select
@@ -30,6 +35,6 @@ select
     bid_requests.clearing_price_cpm,
     rtb_impressions.impression_id,
     rtb_impressions.impression_at,
-    rtb_impressions.impression_id is not null as is_served
+    bid_requests.is_win and rtb_impressions.impression_id is not null as is_served
 from bid_requests
 left join rtb_impressions on bid_requests.bid_request_id = rtb_impressions.bid_request_id

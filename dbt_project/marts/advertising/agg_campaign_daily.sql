@@ -55,8 +55,8 @@ measures as (
         coalesce(clicks.clicks, 0) as clicks,
         coalesce(conversions.conversions, 0) as conversions,
         coalesce(conversions.attributed_conversions, 0) as attributed_conversions,
-        cast(round(coalesce(impressions.spend_usd, 0), 6) as decimal(18, 6)) as spend_usd,
-        cast(round(coalesce(conversions.revenue_usd, 0), 6) as decimal(18, 6)) as revenue_usd
+        coalesce(impressions.spend_usd, 0) as spend_usd_exact,
+        coalesce(conversions.revenue_usd, 0) as revenue_usd_exact
     from campaign_days
     left join impressions
         on campaign_days.event_date = impressions.event_date and campaign_days.campaign_id = impressions.campaign_id
@@ -75,14 +75,14 @@ select
     measures.clicks,
     measures.conversions,
     measures.attributed_conversions,
-    measures.spend_usd,
-    measures.revenue_usd,
+    cast(round(measures.spend_usd_exact, 6) as decimal(18, 6)) as spend_usd,
+    cast(round(measures.revenue_usd_exact, 6) as decimal(18, 6)) as revenue_usd,
     {{ adx.safe_ratio('measures.clicks', 'measures.impressions') }} as ctr,
     {{ adx.safe_ratio('measures.conversions', 'measures.clicks') }} as cvr,
-    {{ adx.safe_ratio('measures.spend_usd', 'measures.clicks') }} as cpc_usd,
-    {{ adx.safe_ratio('measures.spend_usd * 1000', 'measures.impressions') }} as cpm_usd,
-    {{ adx.safe_ratio('measures.spend_usd', 'measures.attributed_conversions') }} as cpa_usd,
-    {{ adx.safe_ratio('measures.revenue_usd', 'measures.spend_usd') }} as roas,
+    {{ adx.safe_ratio('measures.spend_usd_exact', 'measures.clicks') }} as cpc_usd,
+    {{ adx.safe_ratio('measures.spend_usd_exact * 1000', 'measures.impressions') }} as cpm_usd,
+    {{ adx.safe_ratio('measures.spend_usd_exact', 'measures.attributed_conversions') }} as cpa_usd,
+    {{ adx.safe_ratio('measures.revenue_usd_exact', 'measures.spend_usd_exact') }} as roas,
     measures.event_date
 from measures
 left join campaigns on measures.campaign_id = campaigns.campaign_id

@@ -10,7 +10,8 @@ with
 
 impressions as (
     select * from {{ ref('stg_adserver__impressions') }}
-    where {{ adx.incremental_date_window('event_date') }}
+    -- is_clicked depends on clicks up to click_to_impression_window_hours later: widen the window by that much.
+    where {{ adx.incremental_date_window('event_date', extra_days=(var('click_to_impression_window_hours') / 24) | round(0, 'ceil') | int) }}
 ),
 
 clicked_impressions as (

@@ -38,7 +38,7 @@ parsed as (
 checked as (
     select
         parsed.*,
-        cast(parsed.cost_micros as decimal(20, 0))
+        cast(parsed.cost_micros as decimal(19, 0))
         * currency_rates.usd_rate
         * cast(0.000001 as decimal(7, 6)) as cost_usd,
         case

@@ -20,6 +20,8 @@ parsed as (
         nullif(trim(campaign_id), '') as campaign_id,
         lower(nullif(trim(conversion_type), '')) as conversion_type,
         try_cast(trim(value) as decimal(18, 6)) as conversion_value,
+        -- A value with more than 6 decimals (or over 12 integer digits) would be rounded: reject it instead.
+        try_cast(trim(value) as decimal(38, 18)) as conversion_value_exact,
         upper(trim(currency)) as conversion_currency,
         conversion_time as raw_conversion_time,
         value as raw_value,
@@ -40,6 +42,7 @@ checked as (
             when campaigns.campaign_id is null then 'unknown_campaign'
             when
                 parsed.conversion_value is null
+                or parsed.conversion_value != parsed.conversion_value_exact
                 or parsed.conversion_value < 0
                 or currency_rates.usd_rate is null
                 then 'invalid_amount'
