@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 LOAD_BATCHES_TABLE = "raw.load_batches"
+QUARANTINE_SCHEMA = "_source_file string, payload string, reason string"
 DT_FOLDER = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 
 
@@ -218,10 +219,10 @@ def _read_avro(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame,
     if readable:
         landed = reader.load([str(p) for p in readable]).withColumn("_source_file", F.col("_metadata.file_name"))
     else:
-        landed = _empty_avro_frame(spark).withColumn("_source_file", F.lit(""))
+        landed = _empty_landed_frame(spark, batch.source)
     quarantined = spark.createDataFrame(
         [(name, message, "unreadable_avro_file") for name, message in unreadable],
-        "_source_file string, payload string, reason string",
+        QUARANTINE_SCHEMA,
     )
     return landed, quarantined, records_read
 
@@ -232,35 +233,36 @@ def _read_avro(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame,
 def ensure_raw_tables(spark: SparkSession) -> None:
     """Create every raw and quarantine table that does not exist yet, so that dbt finds all of its sources
     even before a source has delivered its first file."""
-    from pyspark.sql import functions as F
-
     spark.sql("create database if not exists raw")
     _ensure_load_batches_table(spark)
     metadata = {"_batch_id": "", "_loaded_at": None, "_ingest_date": None}
-    quarantine_columns = "_source_file string, payload string, reason string"
     for source in SOURCES.values():
-        if source.file_format == "avro":
-            landed = _empty_avro_frame(spark).withColumn("_source_file", F.lit(""))
-        else:
-            landed = spark.createDataFrame([], ", ".join(f"{c} string" for c in (*source.columns, "_source_file")))
-        for table, frame in (
-            (source.raw_table, landed),
-            (source.quarantine_table, spark.createDataFrame([], quarantine_columns)),
+        for table, empty_frame in (
+            (source.raw_table, lambda s=source: _empty_landed_frame(spark, s)),
+            (source.quarantine_table, lambda: spark.createDataFrame([], QUARANTINE_SCHEMA)),
         ):
             if not spark.catalog.tableExists(table):
-                _with_metadata(frame, metadata).write.format("parquet").partitionBy("_ingest_date").saveAsTable(table)
+                _with_metadata(empty_frame(), metadata).write.format("parquet").partitionBy("_ingest_date").saveAsTable(
+                    table
+                )
 
 
-def _empty_avro_frame(spark: SparkSession) -> DataFrame:
-    """An empty DataFrame with the Spark schema of the bid-request Avro schema (read from a record-less file)."""
+def _empty_landed_frame(spark: SparkSession, source: Source) -> DataFrame:
+    """No rows, with the columns a source lands (before load metadata)."""
+    if source.file_format != "avro":
+        return spark.createDataFrame([], ", ".join(f"{c} string" for c in (*source.columns, "_source_file")))
+    # The Spark schema of the bid-request Avro schema, read from a record-less file.
     import tempfile
+
+    from pyspark.sql import functions as F
 
     schema = fastavro.schema.load_schema(str(AVRO_SCHEMA_PATH))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "empty.avro"
         with path.open("wb") as handle:
             fastavro.writer(handle, schema, [])
-        return spark.createDataFrame([], spark.read.format("avro").load(str(path)).schema)
+        avro_schema = spark.read.format("avro").load(str(path)).schema
+    return spark.createDataFrame([], avro_schema).withColumn("_source_file", F.lit(""))
 
 
 def _with_metadata(frame: DataFrame, metadata: dict) -> DataFrame:
