@@ -5,9 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JARS_STAMP := .jars/.resolved
+KAFKA_STAMP := .kafka/.resolved
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run test test-fast bench lint setup jars clean
+.PHONY: run test test-fast bench lint setup jars kafka-jars clean
 
 ## run: set up, then generate → load → transform → report → verify on the embedded warehouse
 run: setup
@@ -28,7 +29,7 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-setup: $(STAMP) $(JARS_STAMP)
+setup: $(STAMP) $(JARS_STAMP) $(KAFKA_STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -44,5 +45,14 @@ $(JARS_STAMP): jvm/pom.xml
 		-DexcludeTransitive=true -DoutputDirectory=$(CURDIR)/.jars
 	touch $@
 
+## kafka-jars: the local Kafka broker of `adx stack up` (jvm/kafka/pom.xml) into .kafka/libs, apart from Spark's .jars
+kafka-jars: $(KAFKA_STAMP)
+
+$(KAFKA_STAMP): jvm/kafka/pom.xml
+	rm -rf .kafka/libs
+	mvn --batch-mode --quiet -f jvm/kafka/pom.xml dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.kafka/libs
+	touch $@
+
 clean:
-	rm -rf data target logs .jars
+	rm -rf data target logs .jars .kafka

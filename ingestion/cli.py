@@ -16,6 +16,8 @@ from ingestion.console import format_csv, format_table
 from ingestion.settings import Settings
 
 DEFAULT_START_DATE = "2026-11-01"
+# Sources of the streaming path, in landing order: Kafka topics, then tracking-system files.
+STREAMED_SOURCES = ("impressions", "bid_requests", "clicks", "conversions")
 
 
 def _settings() -> Settings:
@@ -149,6 +151,69 @@ def _load(spark, settings: Settings, dates, sources) -> None:
     ]
     columns = ["source", "ingest_date", "files", "read", "landed", "quarantined", "status"]
     click.echo(format_table(columns, rows) if rows else "   nothing waiting in the landing folder")
+    _done(started)
+
+
+@main.command()
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    type=click.Choice(STREAMED_SOURCES),
+    help="Source to land (repeatable). Default: all.",
+)
+@click.option(
+    "--continuous",
+    is_flag=True,
+    help="Keep landing every ADX_STREAM_TRIGGER_SECONDS until stopped, instead of landing what is there and exiting.",
+)
+def land(sources: tuple[str, ...], continuous: bool) -> None:
+    """The streaming path into the raw tables, exactly once: the Kafka topics of impressions and bid requests
+    (with their dead-letter topics), and each new clicks or conversions CSV file of the tracking drop folder.
+
+    Progress lives in checkpoints under ADX_DATA_DIR/streaming: a rerun, or a restart after a crash, lands only
+    what was not landed before. Prints records read = landed + quarantined for every micro-batch.
+    """
+    settings = _settings()
+    _land(_spark(settings), settings, sources or STREAMED_SOURCES, continuous)
+
+
+def _land(spark, settings: Settings, sources, continuous: bool) -> None:
+    from pyspark.errors import StreamingQueryException
+
+    from ingestion.streaming.lander import STREAMED_SOURCES as TOPIC_SOURCES
+    from ingestion.streaming.lander import start_topic_landing
+    from ingestion.streaming.pickup import start_file_pickup
+
+    started = _step(f"land{' (continuous)' if continuous else ''}: Kafka topics and tracking files -> raw tables")
+    landings = {
+        name: (start_topic_landing if name in TOPIC_SOURCES else start_file_pickup)(
+            spark, settings, name, continuous=continuous
+        )
+        for name in sources
+    }
+    try:
+        if continuous:
+            click.echo("   landing until interrupted (Ctrl-C)")
+            spark.streams.awaitAnyTermination()
+        for landing in landings.values():
+            landing.wait()
+    except StreamingQueryException as error:
+        click.secho(f"   landing failed: {str(error).splitlines()[0]}", fg="red", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("   interrupted: stopping after the current micro-batch")
+    finally:
+        for landing in landings.values():
+            if landing.query.isActive:
+                landing.query.stop()
+    rows = [
+        (name, b.batch_number, b.records_read, b.records_landed, b.records_quarantined, b.input_description[:60])
+        for name, landing in landings.items()
+        for b in landing.batches
+    ]
+    columns = ["source", "micro-batch", "read", "landed", "quarantined", "input"]
+    click.echo(format_table(columns, rows) if rows else "   nothing new to land")
     _done(started)
 
 
@@ -294,6 +359,76 @@ def dbt(dbt_args: tuple[str, ...]) -> None:
     except DbtError as error:
         click.secho(str(error), fg="red", err=True)
         sys.exit(1)
+
+
+@main.group()
+def stack() -> None:
+    """The local services of the streaming path: a single-node Kafka broker (KRaft) on
+    ADX_KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:19092, controller on port + 1).
+
+    Everything binds to 127.0.0.1; data, logs and pid files are under ADX_DATA_DIR/stack. The services keep
+    running after the command returns, until `adx stack down`.
+    """
+
+
+@stack.command("up")
+@click.option("--timeout", default=90, show_default=True, type=click.IntRange(1), help="Seconds to wait per service.")
+def stack_up(timeout: int) -> None:
+    """Start the services that are not running, wait until they serve requests, and create the Kafka topics
+    (ingestion/streaming/topics.py). Running it again changes nothing."""
+    from ingestion.stack import StackError, up
+
+    settings = _settings()
+    started = _step(f"stack up: services under {settings.stack_dir}")
+    try:
+        result = up(settings, timeout=timeout)
+    except StackError as error:
+        click.secho(f"   {error}", fg="red", err=True)
+        sys.exit(1)
+    click.echo(_services_table(result.services))
+    click.echo(f"\n   Kafka bootstrap servers: {settings.kafka_bootstrap_servers}")
+    rows = [(t.name, t.partitions, f"{t.retention_ms / 86_400_000:g} days", t.action) for t in result.topics]
+    click.echo(format_table(["topic", "partitions", "retention", "status"], rows))
+    _done(started)
+
+
+@stack.command("down")
+@click.option(
+    "--timeout", default=60, show_default=True, type=click.IntRange(1), help="Seconds to wait for a clean stop."
+)
+def stack_down(timeout: int) -> None:
+    """Stop the services (a clean shutdown; killed only after TIMEOUT). Their data stays for the next `up`."""
+    from ingestion.stack import StackError, down
+
+    started = _step("stack down")
+    try:
+        stopped = down(_settings(), timeout=timeout)
+    except StackError as error:
+        click.secho(f"   {error}", fg="red", err=True)
+        sys.exit(1)
+    for name, clean in stopped:
+        click.echo(f"   {name}: {'stopped' if clean else f'killed after {timeout} s'}")
+    _done(started)
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """Show whether each service runs and serves requests; exit 1 if any does not."""
+    from ingestion.stack import status
+
+    statuses = status(_settings())
+    click.echo(_services_table(statuses))
+    if not all(s.running and s.healthy for s in statuses):
+        sys.exit(1)
+
+
+def _services_table(statuses: list) -> str:
+    """One row per service (ingestion.stack.ServiceStatus)."""
+    rows = [
+        (s.name, "yes" if s.running else "no", "yes" if s.healthy else "no", s.pid or "-", s.address, s.detail)
+        for s in statuses
+    ]
+    return format_table(["service", "running", "healthy", "pid", "address", "detail"], rows)
 
 
 if __name__ == "__main__":

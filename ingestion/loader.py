@@ -4,6 +4,10 @@ The unit of work is a batch: every file of one source that arrived on one date (
 replaces its `_ingest_date` partition in the raw and quarantine tables, so loading it again gives the same
 tables, and a batch whose files are unchanged since its last load is skipped. Records read are counted from
 the files themselves and must equal landed + quarantined, or the load fails.
+
+Raw and quarantine tables are partitioned by `_ingest_date`, then `_batch_id`: the streaming landers
+(ingestion.streaming) write one sub-partition per micro-batch and replace it when Spark replays that micro-batch
+after a crash, which is what makes them exactly-once. The parsers below are shared with them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
 
 LOAD_BATCHES_TABLE = "raw.load_batches"
 QUARANTINE_SCHEMA = "_source_file string, payload string, reason string"
+RAW_PARTITION_COLUMNS = ("_ingest_date", "_batch_id")
 DT_FOLDER = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 
 
@@ -116,9 +121,8 @@ def load_batch(spark: SparkSession, batch: Batch) -> BatchResult:
     loaded_at = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     readers = {"json_lines": _read_json_lines, "csv": _read_csv, "avro": _read_avro}
     landed, quarantined, records_read = readers[source.file_format](spark, batch)
-    metadata = {"_batch_id": batch_id, "_loaded_at": loaded_at, "_ingest_date": batch.ingest_date}
-    _replace_partition(spark, source.raw_table, _with_metadata(landed, metadata), batch.ingest_date)
-    _replace_partition(spark, source.quarantine_table, _with_metadata(quarantined, metadata), batch.ingest_date)
+    for table, frame in ((source.raw_table, landed), (source.quarantine_table, quarantined)):
+        _replace_partition(spark, table, with_load_metadata(frame, batch_id, loaded_at), batch.ingest_date)
 
     result = BatchResult(
         source=source.name,
@@ -143,11 +147,16 @@ def load_batch(spark: SparkSession, batch: Batch) -> BatchResult:
 
 
 def _read_json_lines(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame, int]:
+    landed, quarantined = parse_json_lines(_read_lines(spark, batch), batch.source)
+    records_read = sum(count_lines(path, skip_header=False) for path in batch.files)
+    return landed, quarantined, records_read
+
+
+def parse_json_lines(lines: DataFrame, source: Source) -> tuple[DataFrame, DataFrame]:
+    """Split JSON lines (`payload`, `_source_file`, `_ingest_date`) into landed rows (the source's columns, as
+    strings) and quarantined rows with a reason."""
     from pyspark.sql import functions as F
 
-    lines = spark.read.text([str(p) for p in batch.files]).select(
-        F.col("value").alias("payload"), F.col("_metadata.file_name").alias("_source_file")
-    )
     parsed = lines.withColumn("_json", F.expr("try_parse_json(payload)")).withColumn(
         "_reason",
         F.when(F.col("_json").isNull(), F.lit("malformed_json"))
@@ -155,48 +164,74 @@ def _read_json_lines(spark: SparkSession, batch: Batch) -> tuple[DataFrame, Data
         .otherwise(F.lit(None).cast("string")),
     )
     landed = parsed.where(F.col("_reason").isNull()).select(
-        *[F.expr(f"variant_get(_json, '$.{column}', 'string')").alias(column) for column in batch.source.columns],
+        *[F.expr(f"variant_get(_json, '$.{column}', 'string')").alias(column) for column in source.columns],
         "_source_file",
+        "_ingest_date",
     )
-    quarantined = parsed.where(F.col("_reason").isNotNull()).select(
-        "_source_file", "payload", F.col("_reason").alias("reason")
-    )
-    records_read = sum(_count_lines(path, skip_header=False) for path in batch.files)
-    return landed, quarantined, records_read
+    return landed, _quarantined(parsed)
 
 
 def _read_csv(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame, int]:
+    headers = {path.name: first_line(path) for path in batch.files}
+    landed, quarantined = parse_csv_lines(_read_lines(spark, batch), batch.source, headers)
+    records_read = sum(count_lines(path, skip_header=True) for path in batch.files)
+    return landed, quarantined, records_read
+
+
+def parse_csv_lines(
+    lines: DataFrame, source: Source, headers: dict[str, str], file_column: str = "_source_file"
+) -> tuple[DataFrame, DataFrame]:
+    """Split CSV lines (`payload`, `_source_file`, `_ingest_date`) into landed rows and quarantined rows with a
+    reason. `headers` holds the first line of every file the lines come from, keyed like `file_column`."""
     from pyspark.sql import functions as F
 
-    columns = batch.source.columns
+    columns = source.columns
     expected_header = ",".join(columns)
-    headers = {path.name: _first_line(path) for path in batch.files}
     unexpected = [name for name, header in headers.items() if header != expected_header]
-
-    lines = (
-        spark.read.text([str(p) for p in batch.files])
-        .select(F.col("value").alias("payload"), F.col("_metadata.file_name").alias("_source_file"))
-        .where(F.trim("payload") != "")
+    records = (
+        lines.where(F.trim("payload") != "")
         # Every file's first line is its header; a row identical to it is a repeated header, not a record.
         .where(~F.col("payload").isin(list(set(headers.values()))))
     )
     schema = ", ".join(f"{c} string" for c in (*columns, "_corrupt_record"))
     # RFC 4180: a quote inside a quoted field is doubled (Spark escapes with a backslash by default).
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record", "escape": '"'}
-    parsed = lines.select("payload", "_source_file", F.from_csv("payload", schema, options).alias("row")).withColumn(
+    parsed = records.select(
+        "payload",
+        "_source_file",
+        "_ingest_date",
+        F.col(file_column).alias("_file"),
+        F.from_csv("payload", schema, options).alias("row"),
+    ).withColumn(
         "_reason",
         # A file whose header is not the expected one cannot be mapped to columns: all of its rows wait in
         # quarantine for a person to look at the tracking system's export.
-        F.when(F.col("_source_file").isin(unexpected), F.lit("unexpected_header"))
+        F.when(F.col("_file").isin(unexpected), F.lit("unexpected_header"))
         .when(F.col("row._corrupt_record").isNotNull(), F.lit("wrong_column_count"))
         .otherwise(F.lit(None).cast("string")),
     )
-    landed = parsed.where(F.col("_reason").isNull()).select(*[f"row.{c}" for c in columns], "_source_file")
-    quarantined = parsed.where(F.col("_reason").isNotNull()).select(
-        "_source_file", "payload", F.col("_reason").alias("reason")
+    landed = parsed.where(F.col("_reason").isNull()).select(
+        *[f"row.{c}" for c in columns], "_source_file", "_ingest_date"
     )
-    records_read = sum(_count_lines(path, skip_header=True) for path in batch.files)
-    return landed, quarantined, records_read
+    return landed, _quarantined(parsed)
+
+
+def _read_lines(spark: SparkSession, batch: Batch) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return spark.read.text([str(p) for p in batch.files]).select(
+        F.col("value").alias("payload"),
+        F.col("_metadata.file_name").alias("_source_file"),
+        F.lit(batch.ingest_date).cast("date").alias("_ingest_date"),
+    )
+
+
+def _quarantined(parsed: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return parsed.where(F.col("_reason").isNotNull()).select(
+        "_source_file", "payload", F.col("_reason").alias("reason"), "_ingest_date"
+    )
 
 
 def _read_avro(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame, int]:
@@ -224,7 +259,8 @@ def _read_avro(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame,
         [(name, message, "unreadable_avro_file") for name, message in unreadable],
         QUARANTINE_SCHEMA,
     )
-    return landed, quarantined, records_read
+    ingest_date = F.lit(batch.ingest_date).cast("date").alias("_ingest_date")
+    return landed.select("*", ingest_date), quarantined.select("*", ingest_date), records_read
 
 
 # --- tables ---
@@ -233,18 +269,31 @@ def _read_avro(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame,
 def ensure_raw_tables(spark: SparkSession) -> None:
     """Create every raw and quarantine table that does not exist yet, so that dbt finds all of its sources
     even before a source has delivered its first file."""
+    from pyspark.sql import functions as F
+
     spark.sql("create database if not exists raw")
     _ensure_load_batches_table(spark)
-    metadata = {"_batch_id": "", "_loaded_at": None, "_ingest_date": None}
     for source in SOURCES.values():
         for table, empty_frame in (
             (source.raw_table, lambda s=source: _empty_landed_frame(spark, s)),
             (source.quarantine_table, lambda: spark.createDataFrame([], QUARANTINE_SCHEMA)),
         ):
-            if not spark.catalog.tableExists(table):
-                _with_metadata(empty_frame(), metadata).write.format("parquet").partitionBy("_ingest_date").saveAsTable(
-                    table
-                )
+            if spark.catalog.tableExists(table):
+                _check_partitioning(spark, table)
+                continue
+            frame = empty_frame().withColumn("_ingest_date", F.lit(None).cast("date"))
+            with_load_metadata(frame, "", None).write.format("parquet").partitionBy(*RAW_PARTITION_COLUMNS).saveAsTable(
+                table
+            )
+
+
+def _check_partitioning(spark: SparkSession, table: str) -> None:
+    partitioning = tuple(column.name for column in spark.catalog.listColumns(table) if column.isPartition)
+    if partitioning != RAW_PARTITION_COLUMNS:
+        raise RuntimeError(
+            f"{table} is partitioned by {partitioning}, this version expects {RAW_PARTITION_COLUMNS}: it was created "
+            "by an older version. Reload into a fresh ADX_DATA_DIR (the landing files are the source of truth)."
+        )
 
 
 def _empty_landed_frame(spark: SparkSession, source: Source) -> DataFrame:
@@ -265,14 +314,16 @@ def _empty_landed_frame(spark: SparkSession, source: Source) -> DataFrame:
     return spark.createDataFrame([], avro_schema).withColumn("_source_file", F.lit(""))
 
 
-def _with_metadata(frame: DataFrame, metadata: dict) -> DataFrame:
+def with_load_metadata(frame: DataFrame, batch_id: str, loaded_at: datetime | None) -> DataFrame:
+    """The landed or quarantined rows (with their `_ingest_date`) in table column order: data columns, then
+    `_loaded_at`, then the partition columns `_ingest_date` and `_batch_id`."""
     from pyspark.sql import functions as F
 
     return frame.select(
-        "*",
-        F.lit(metadata["_batch_id"]).alias("_batch_id"),
-        F.lit(metadata["_loaded_at"]).cast("timestamp").alias("_loaded_at"),
-        F.lit(metadata["_ingest_date"]).cast("date").alias("_ingest_date"),
+        *[column for column in frame.columns if column != "_ingest_date"],
+        F.lit(loaded_at).cast("timestamp").alias("_loaded_at"),
+        F.col("_ingest_date").cast("date").alias("_ingest_date"),
+        F.lit(batch_id).alias("_batch_id"),
     )
 
 
@@ -338,7 +389,7 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _count_lines(path: Path, skip_header: bool) -> int:
+def count_lines(path: Path, skip_header: bool) -> int:
     """Non-blank lines, as Spark's text and CSV readers see them (CSV: after the header line)."""
     with path.open("rb") as handle:
         if skip_header:
@@ -347,7 +398,7 @@ def _count_lines(path: Path, skip_header: bool) -> int:
         return sum(1 for _ in handle)
 
 
-def _first_line(path: Path) -> str:
+def first_line(path: Path) -> str:
     with path.open("r", encoding="utf-8", errors="replace") as handle:
         return handle.readline().rstrip("\r\n")
 

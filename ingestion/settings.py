@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     spark_master: str = Field(default="local[2]")
     spark_driver_memory: str = Field(default="3g")
     spark_shuffle_partitions: int = Field(default=4, ge=1)
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        description="Kafka brokers the shipper, the RTB bridge, the landers and the monitor talk to.",
+    )
+    stream_max_records_per_batch: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="Largest micro-batch of a Kafka lander (maxOffsetsPerTrigger): bounds memory on a backlog.",
+    )
+    stream_trigger_seconds: int = Field(default=30, ge=1, description="Micro-batch interval of continuous landers.")
     jars_dir: Path = Field(
         default=PROJECT_DIR / ".jars",
         description="Spark connector jars resolved from Maven Central by `make jars` (jvm/pom.xml).",
@@ -45,6 +55,16 @@ class Settings(BaseSettings):
     @property
     def ground_truth_dir(self) -> Path:
         return self.data_dir / "ground_truth"
+
+    @property
+    def stack_dir(self) -> Path:
+        """Data, logs and pid files of the local services started by `adx stack up`."""
+        return self.data_dir / "stack"
+
+    @property
+    def streaming_dir(self) -> Path:
+        """Shipper positions and Structured Streaming checkpoints."""
+        return self.data_dir / "streaming"
 
     @cached_property
     def resolved_lake_uri(self) -> str:

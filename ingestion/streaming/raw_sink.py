@@ -1,0 +1,124 @@
+"""Writes one micro-batch of a streaming lander into the raw and quarantine tables, exactly once.
+
+Spark Structured Streaming records a micro-batch's input (Kafka offsets, or the files it picked up) in the
+checkpoint before running it, and replays exactly that input when the process died before the batch was
+committed. Each micro-batch therefore gets its own `_batch_id` sub-partition, named after the query and the
+batch number, and writing it replaces that sub-partition (dynamic partition overwrite): a replay overwrites
+what a killed attempt left behind instead of adding to it. Records read must equal landed + quarantined.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ingestion.loader import ReconciliationError, ensure_raw_tables, with_load_metadata
+from ingestion.sources import Source
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+STREAM_BATCHES_TABLE = "raw.stream_batches"
+# Fault injection for the exactly-once tests: "<point>:<batch number>" kills this process with SIGKILL there.
+FAILPOINT_VARIABLE = "ADX_STREAM_FAILPOINT"
+
+
+@dataclass(frozen=True)
+class StreamBatchResult:
+    query: str
+    batch_number: int
+    batch_id: str
+    source: str
+    records_read: int
+    records_landed: int
+    records_quarantined: int
+    input_description: str
+
+
+def ensure_stream_tables(spark: SparkSession) -> None:
+    ensure_raw_tables(spark)
+    spark.sql(
+        f"""
+        create table if not exists {STREAM_BATCHES_TABLE} (
+            query string, batch_number bigint, batch_id string, source string, records_read bigint,
+            records_landed bigint, records_quarantined bigint, input_description string, loaded_at timestamp
+        ) using parquet
+        comment 'One row per committed attempt of a streaming micro-batch; a replayed batch appears once per attempt'
+        """
+    )
+
+
+def stream_batch_id(query: str, batch_number: int) -> str:
+    return f"{query}-{batch_number:010d}"
+
+
+def write_stream_batch(
+    spark: SparkSession,
+    source: Source,
+    query: str,
+    batch_number: int,
+    landed: DataFrame,
+    quarantined: DataFrame,
+    records_read: int,
+    input_description: str,
+) -> StreamBatchResult:
+    """Replace this micro-batch's sub-partitions with `landed` and `quarantined` (each with `_ingest_date`)."""
+    batch_id = stream_batch_id(query, batch_number)
+    loaded_at = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    failpoint(f"before_write:{batch_number}")
+    _replace(spark, source.raw_table, with_load_metadata(landed, batch_id, loaded_at))
+    failpoint(f"after_raw_write:{batch_number}")
+    _replace(spark, source.quarantine_table, with_load_metadata(quarantined, batch_id, loaded_at))
+    failpoint(f"after_quarantine_write:{batch_number}")
+
+    result = StreamBatchResult(
+        query=query,
+        batch_number=batch_number,
+        batch_id=batch_id,
+        source=source.name,
+        records_read=records_read,
+        records_landed=_count(spark, source.raw_table, batch_id),
+        records_quarantined=_count(spark, source.quarantine_table, batch_id),
+        input_description=input_description,
+    )
+    if result.records_read != result.records_landed + result.records_quarantined:
+        raise ReconciliationError(
+            f"{query} batch {batch_number}: read {result.records_read} records but landed "
+            f"{result.records_landed} and quarantined {result.records_quarantined}"
+        )
+    spark.createDataFrame(
+        [(*_result_values(result), loaded_at)], spark.table(STREAM_BATCHES_TABLE).schema
+    ).write.insertInto(STREAM_BATCHES_TABLE)
+    failpoint(f"after_audit:{batch_number}")
+    return result
+
+
+def failpoint(name: str) -> None:
+    """Die here, as `kill -9` would, when the fault-injection variable names this point."""
+    if os.environ.get(FAILPOINT_VARIABLE) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _replace(spark: SparkSession, table: str, frame: DataFrame) -> None:
+    """Overwrite the partitions present in `frame` (dynamic partition overwrite), matching columns by name."""
+    frame.select(*spark.table(table).columns).write.mode("overwrite").insertInto(table)
+
+
+def _count(spark: SparkSession, table: str, batch_id: str) -> int:
+    return spark.sql(f"select count(*) from {table} where _batch_id = '{batch_id}'").first()[0]
+
+
+def _result_values(result: StreamBatchResult) -> tuple:
+    return (
+        result.query,
+        result.batch_number,
+        result.batch_id,
+        result.source,
+        result.records_read,
+        result.records_landed,
+        result.records_quarantined,
+        result.input_description,
+    )

@@ -1,0 +1,179 @@
+"""The Kafka landers against a real broker: exactly N records in raw for N produced, through kill -9 at every step
+of a micro-batch and a restart.
+
+Each lander runs as `adx land` in its own process (its own JVM and Derby metastore under a test-owned data
+folder), as it does in production, so that killing it kills a real lander. The topics are shared by the test
+session, so every assertion is about the event ids this test produced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from ingestion.streaming.raw_sink import FAILPOINT_VARIABLE
+from ingestion.streaming.runner import checkpoint_dir
+from ingestion.streaming.topics import (
+    DLQ_REASON_HEADER,
+    IMPRESSIONS_DLQ_TOPIC,
+    IMPRESSIONS_TOPIC,
+    INGEST_DATE_HEADER,
+    SOURCE_FILE_HEADER,
+)
+
+pytestmark = pytest.mark.integration
+
+ADX = str(Path(sys.executable).parent / "adx")
+
+
+def _produce_impressions(bootstrap: str, run: str, count: int) -> list[str]:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    event_ids = []
+    for number in range(count):
+        event_id = f"{run}-{number:06d}"
+        event_ids.append(event_id)
+        line = {
+            "event_id": event_id,
+            "event_time": "2026-11-01T10:00:00.000Z",
+            "user_id": f"u_{number % 97:06d}",
+            "campaign_id": "cmp_001",
+            "cost_micros": "1500",
+            "currency": "USD",
+        }
+        headers = [(SOURCE_FILE_HEADER, f"{run}.jsonl"), (INGEST_DATE_HEADER, "2026-11-01")]
+        producer.produce(IMPRESSIONS_TOPIC.name, json.dumps(line).encode(), line["user_id"].encode(), headers=headers)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    return event_ids
+
+
+def _land(settings, extra_env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "ADX_DATA_DIR": str(settings.data_dir),
+        "ADX_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ADX_SPARK_DRIVER_MEMORY": "1g",
+        **(extra_env or {}),
+    }
+    process = subprocess.Popen(
+        [ADX, "land", "--source", "impressions"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        _kill_group(process)  # the lander's JVM too, when the failpoint killed only the Python driver
+    return subprocess.CompletedProcess(process.args, process.returncode, output)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _landed_event_ids(spark, settings, table: str, run: str) -> list[str]:
+    from pyspark.sql import functions as F
+
+    location = settings.data_dir / "lake" / "raw.db" / table
+    frame = spark.read.parquet(str(location))
+    return [row[0] for row in frame.where(F.col("event_id").startswith(run)).select("event_id").collect()]
+
+
+@pytest.fixture
+def lander_settings(kafka_broker, tmp_path):
+    """A data folder of this test's own (raw tables, metastore, checkpoints) on the session's broker."""
+    return kafka_broker.settings.model_copy(update={"data_dir": tmp_path / "data"})
+
+
+def test_n_produced_n_landed_and_dead_letters_quarantined_with_reasons(kafka_broker, lander_settings, spark):
+    run = f"exact-{uuid.uuid4().hex[:8]}"
+    produced = _produce_impressions(kafka_broker.bootstrap_servers, run, 2_000)
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    producer.produce(IMPRESSIONS_TOPIC.name, f"{run} not json".encode(), headers=[(SOURCE_FILE_HEADER, f"{run}.jsonl")])
+    producer.produce(
+        IMPRESSIONS_DLQ_TOPIC.name,
+        f"{run} [1, 2]".encode(),
+        headers=[(SOURCE_FILE_HEADER, f"{run}.jsonl"), (DLQ_REASON_HEADER, "not_a_json_object")],
+    )
+    assert producer.flush(30) == 0
+
+    result = _land(lander_settings)
+    assert result.returncode == 0, result.stdout
+    landed = _landed_event_ids(spark, lander_settings, "impressions", run)
+    assert sorted(landed) == produced
+
+    from pyspark.sql import functions as F
+
+    quarantine = spark.read.parquet(str(lander_settings.data_dir / "lake" / "raw.db" / "quarantine_impressions"))
+    reasons = {
+        row["reason"]: row["count"]
+        for row in quarantine.where(F.col("payload").startswith(run)).groupBy("reason").count().collect()
+    }
+    assert reasons == {"malformed_json": 1, "not_a_json_object": 1}
+
+    # A rerun lands nothing twice: the checkpoint has every offset.
+    again = _land(lander_settings)
+    assert again.returncode == 0, again.stdout
+    assert "nothing new to land" in again.stdout
+    assert sorted(_landed_event_ids(spark, lander_settings, "impressions", run)) == produced
+
+
+@pytest.mark.parametrize(
+    "failpoints",
+    [
+        pytest.param(
+            ["before_write:1", "after_raw_write:2", "after_quarantine_write:3", "after_audit:4"], id="each-step"
+        ),
+    ],
+)
+def test_killed_lander_restarts_without_loss_or_duplicates(kafka_broker, lander_settings, spark, failpoints):
+    run = f"crash-{uuid.uuid4().hex[:8]}"
+    produced = _produce_impressions(kafka_broker.bootstrap_servers, run, 6_000)
+    small_batches = {"ADX_STREAM_MAX_RECORDS_PER_BATCH": "1000"}
+
+    for failpoint in failpoints:
+        crashed = _land(lander_settings, {**small_batches, FAILPOINT_VARIABLE: failpoint})
+        assert crashed.returncode == -signal.SIGKILL, f"{failpoint} was not reached:\n{crashed.stdout}"
+
+    # And one kill from outside, while a micro-batch is running.
+    env = {
+        **os.environ,
+        "ADX_DATA_DIR": str(lander_settings.data_dir),
+        "ADX_KAFKA_BOOTSTRAP_SERVERS": lander_settings.kafka_bootstrap_servers,
+        "ADX_SPARK_DRIVER_MEMORY": "1g",
+        **small_batches,
+    }
+    process = subprocess.Popen(
+        [ADX, "land", "--source", "impressions"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    offsets = checkpoint_dir(lander_settings, "kafka_impressions") / "offsets"
+    committed_before = len(list((offsets.parent / "commits").glob("[0-9]*")))
+    deadline = time.monotonic() + 180
+    while len(list(offsets.glob("[0-9]*"))) <= committed_before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    _kill_group(process)
+
+    final = _land(lander_settings, small_batches)
+    assert final.returncode == 0, final.stdout
+    landed = _landed_event_ids(spark, lander_settings, "impressions", run)
+    assert len(landed) == len(set(landed)), "a record landed twice"
+    assert sorted(landed) == produced
