@@ -155,6 +155,58 @@ def _load(spark, settings: Settings, dates, sources) -> None:
 
 
 @main.command()
+@click.option("--follow", is_flag=True, help="Keep tailing the log files until stopped (SIGTERM or Ctrl-C).")
+@click.option("--paths", default=None, help="Glob of the log files. Default: the landing folder's impressions.")
+def ship(follow: bool, paths: str | None) -> None:
+    """Publish impression log lines to Kafka (adx.impressions.v1), as a Fluentd in_tail agent would: resumes at
+    the positions saved in ADX_DATA_DIR/streaming, follows rotation, dead-letters lines that are not JSON objects."""
+    _ship(_settings(), follow, paths)
+
+
+def _ship(settings: Settings, follow: bool = False, paths: str | None = None) -> None:
+    from ingestion.streaming.shipper import ShipperError, ship_impressions
+
+    started = _step(f"ship: impression logs -> Kafka {settings.kafka_bootstrap_servers}")
+    try:
+        summary = ship_impressions(settings, follow=follow, paths=paths)
+    except ShipperError as error:
+        click.secho(f"   {error}", fg="red", err=True)
+        sys.exit(1)
+    dead = ", ".join(f"{reason} {count}" for reason, count in summary.dead_lettered.items() if count) or "none"
+    click.echo(
+        f"   {summary.files} files, {summary.lines_read:,} lines read = {summary.published:,} published "
+        f"+ {summary.dead_lettered_total:,} dead-lettered ({dead}); {summary.lines_per_second:,.0f} lines/s"
+    )
+    _done(started)
+
+
+@main.command()
+@click.option("--paths", default=None, help="Glob of the Avro files. Default: every dt=*/*.avro of the RTB folder.")
+def bridge(paths: str | None) -> None:
+    """Publish each bid request of the RTB drop folder's Avro files to Kafka (adx.bid_requests.v1), Avro-encoded
+    with its writer schema's fingerprint in a header; each file once, unreadable files dead-lettered."""
+    _bridge(_settings(), paths)
+
+
+def _bridge(settings: Settings, paths: str | None = None) -> None:
+    from ingestion.streaming.rtb_bridge import BridgeError, bridge_bid_requests
+
+    started = _step(f"bridge: RTB Avro files -> Kafka {settings.kafka_bootstrap_servers}")
+    try:
+        summary = bridge_bid_requests(settings, paths=paths)
+    except BridgeError as error:
+        click.secho(f"   {error}", fg="red", err=True)
+        sys.exit(1)
+    dead = ", ".join(f"{reason} {count}" for reason, count in summary.dead_lettered.items() if count) or "none"
+    click.echo(
+        f"   {summary.files} files ({summary.files_skipped} published before), {summary.records_read:,} records "
+        f"read = {summary.published:,} published + {sum(summary.dead_lettered.values()):,} dead-lettered ({dead}); "
+        f"{summary.records_per_second:,.0f} records/s"
+    )
+    _done(started)
+
+
+@main.command()
 @click.option(
     "--source",
     "sources",
@@ -348,6 +400,44 @@ def run(days: int, scale: int, seed: int, start_date: date, mess_rate: float) ->
     click.secho(f"\nadx run finished in {time.monotonic() - started:.0f} s", bold=True)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.argument("monitor_args", nargs=-1, type=click.UNPROCESSED)
+def monitor(monitor_args: tuple[str, ...]) -> None:
+    """The topic monitor: per minute, per topic and campaign, volume, dead letters, schema violations and lag as
+    Prometheus metrics on http://127.0.0.1:9108/metrics. `adx monitor --help` lists its options."""
+    from ingestion.streaming.monitor import main as monitor_main
+
+    monitor_main.main(args=list(monitor_args), prog_name="adx monitor")
+
+
+@main.command("run-stack")
+@click.option("--days", default=1, show_default=True, type=click.IntRange(1, 366))
+@click.option("--scale", default=1_000_000, show_default=True, type=click.IntRange(100))
+@click.option("--seed", default=42, show_default=True)
+@click.option("--start-date", default=DEFAULT_START_DATE, show_default=True, callback=_parse_date)
+@click.option("--mess-rate", default=0.01, show_default=True, type=click.FloatRange(0, 0.5))
+@click.option("--stop-stack/--keep-stack", default=False, show_default=True, help="Stop the local services at the end.")
+def run_stack(days: int, scale: int, seed: int, start_date: date, mess_rate: float, stop_stack: bool) -> None:
+    """The main job through the real broker: stack up → generate → ship impressions and bridge bid requests to
+    Kafka → land the topics and the tracking files → transform → report → verify. Same marts as `adx run`."""
+    settings = _settings()
+    started = time.monotonic()
+    _stack_up(settings)
+    _generate(settings, days, scale, seed, start_date, mess_rate)
+    _ship(settings)
+    _bridge(settings)
+    spark = _spark(settings)
+    _land(spark, settings, STREAMED_SOURCES, continuous=False)
+    _transform(spark, settings, None)
+    _report(spark, settings, docs=True)
+    _verify(spark, settings, None)
+    if stop_stack:
+        from ingestion.stack import down
+
+        down(settings)
+    click.secho(f"\nadx run-stack finished in {time.monotonic() - started:.0f} s", bold=True)
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 def dbt(dbt_args: tuple[str, ...]) -> None:
@@ -376,9 +466,12 @@ def stack() -> None:
 def stack_up(timeout: int) -> None:
     """Start the services that are not running, wait until they serve requests, and create the Kafka topics
     (ingestion/streaming/topics.py). Running it again changes nothing."""
+    _stack_up(_settings(), timeout)
+
+
+def _stack_up(settings: Settings, timeout: int = 90) -> None:
     from ingestion.stack import StackError, up
 
-    settings = _settings()
     started = _step(f"stack up: services under {settings.stack_dir}")
     try:
         result = up(settings, timeout=timeout)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-AVRO_SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "bid_request.v1.avsc"
+# The latest bid-request schema: raw.bid_requests has its columns, and older versions are read resolved to it.
+AVRO_SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "bid_request.v2.avsc"
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,12 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def spark_conf(settings: Settings) -> dict[str, str]:
-    """Spark and Hive settings of the warehouse; profiles/profiles.yml passes the same keys to dbt."""
+def spark_conf(settings: Settings, *, hive: bool = True) -> dict[str, str]:
+    """Spark and Hive settings of the warehouse; profiles/profiles.yml passes the same keys to dbt.
+
+    hive=False gives a session without the metastore (in-memory catalog, no Derby) for processes that run beside
+    the one holding the embedded metastore, such as the topic monitor; it cannot see the warehouse tables.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log4j = os.environ.get("ADX_SPARK_LOG4J", str(PROJECT_DIR / "conf" / "log4j2.properties"))
     java_options = f"-Dlog4j2.configurationFile=file:{log4j} -Dderby.stream.error.file={settings.data_dir}/derby.log"
@@ -41,21 +45,24 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # table's partitions and prunes them itself (plans still show PartitionFilters).
         "spark.sql.hive.metastorePartitionPruningFallbackOnException": "true",
     }
+    if not hive:
+        conf["spark.sql.catalogImplementation"] = "in-memory"
+        conf = {key: value for key, value in conf.items() if not key.startswith(("spark.hadoop.", "spark.sql.hive."))}
     jars = sorted(settings.jars_dir.glob("*.jar")) if settings.jars_dir.is_dir() else []
     if jars:
         conf["spark.jars"] = ",".join(str(jar) for jar in jars)
     return conf
 
 
-def get_spark(settings: Settings) -> SparkSession:
-    """Start (or reuse) the SparkSession of this process: local, Hive-backed, quiet."""
+def get_spark(settings: Settings, *, hive: bool = True) -> SparkSession:
+    """Start (or reuse) the SparkSession of this process: local, Hive-backed (unless hive=False), quiet."""
     from pyspark.sql import SparkSession
 
     # PySpark logs every failed query's whole plan and JVM stack as JSON; the exception itself says enough.
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
 
-    builder = SparkSession.builder.enableHiveSupport()
-    for key, value in spark_conf(settings).items():
+    builder = SparkSession.builder.enableHiveSupport() if hive else SparkSession.builder
+    for key, value in spark_conf(settings, hive=hive).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

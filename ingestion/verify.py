@@ -59,11 +59,14 @@ def truth_dates(settings: Settings) -> list[date]:
 
 
 def latest_loaded_date(spark: SparkSession) -> date | None:
-    from ingestion.loader import LOAD_BATCHES_TABLE
+    """The latest arrival date in the raw tables, whichever path (batch loader or streaming landers) wrote it."""
+    from ingestion.sources import SOURCES
 
-    if not spark.catalog.tableExists(LOAD_BATCHES_TABLE):
+    tables = [s.raw_table for s in SOURCES.values() if spark.catalog.tableExists(s.raw_table)]
+    if not tables:
         return None
-    return spark.sql(f"select max(ingest_date) from {LOAD_BATCHES_TABLE}").first()[0]
+    arrivals = " union all ".join(f"select max(_ingest_date) as day from {table}" for table in tables)
+    return spark.sql(f"select max(day) from ({arrivals})").first()[0]
 
 
 def verify(spark: SparkSession, settings: Settings, as_of: date) -> list[Difference]:

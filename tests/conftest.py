@@ -73,3 +73,9 @@ def kafka_broker(tmp_path_factory) -> Iterator[KafkaBrokerFixture]:
         yield KafkaBrokerFixture(settings=settings, bootstrap_servers=broker.bootstrap_servers, broker=broker)
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def free_broker_port() -> int:
+    """A port for a test's own broker (the controller takes the next one)."""
+    return _free_port_pair()
