@@ -8,11 +8,15 @@ JARS_STAMP := .jars/.resolved
 KAFKA_STAMP := .kafka/.resolved
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run test test-fast bench lint setup jars kafka-jars clean
+.PHONY: run run-stack test test-fast bench lint setup jars kafka-jars clean
 
 ## run: set up, then generate → load → transform → report → verify on the embedded warehouse
 run: setup
 	$(BIN)/adx run
+
+## run-stack: the main job through a real Kafka broker (started if needed, left running: `.venv/bin/adx stack down`)
+run-stack: setup
+	$(BIN)/adx run-stack
 
 ## test: set up, then the whole test suite (fast tier and integration tier)
 test: setup

@@ -16,13 +16,18 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import fastavro
 import pytest
 from confluent_kafka import Producer
 
+from ingestion.streaming.openrtb import bid_request_record, write_rtb_file
 from ingestion.streaming.raw_sink import FAILPOINT_VARIABLE
+from ingestion.streaming.rtb_bridge import bridge_bid_requests
 from ingestion.streaming.runner import checkpoint_dir
+from ingestion.streaming.schema_catalog import SchemaCatalog
 from ingestion.streaming.topics import (
     DLQ_REASON_HEADER,
     IMPRESSIONS_DLQ_TOPIC,
@@ -34,6 +39,7 @@ from ingestion.streaming.topics import (
 pytestmark = pytest.mark.integration
 
 ADX = str(Path(sys.executable).parent / "adx")
+OPENRTB_EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "openrtb"
 
 
 def _produce_impressions(bootstrap: str, run: str, count: int) -> list[str]:
@@ -57,17 +63,22 @@ def _produce_impressions(bootstrap: str, run: str, count: int) -> list[str]:
     return event_ids
 
 
-def _land(settings, extra_env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {
+def _lander_env(settings, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    return {
         **os.environ,
         "ADX_DATA_DIR": str(settings.data_dir),
         "ADX_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "ADX_SPARK_DRIVER_MEMORY": "1g",
         **(extra_env or {}),
     }
+
+
+def _land(
+    settings, extra_env: dict[str, str] | None = None, source: str = "impressions", timeout: float = 240
+) -> subprocess.CompletedProcess:
     process = subprocess.Popen(
-        [ADX, "land", "--source", "impressions"],
-        env=env,
+        [ADX, "land", "--source", source],
+        env=_lander_env(settings, extra_env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -151,16 +162,9 @@ def test_killed_lander_restarts_without_loss_or_duplicates(kafka_broker, lander_
         assert crashed.returncode == -signal.SIGKILL, f"{failpoint} was not reached:\n{crashed.stdout}"
 
     # And one kill from outside, while a micro-batch is running.
-    env = {
-        **os.environ,
-        "ADX_DATA_DIR": str(lander_settings.data_dir),
-        "ADX_KAFKA_BOOTSTRAP_SERVERS": lander_settings.kafka_bootstrap_servers,
-        "ADX_SPARK_DRIVER_MEMORY": "1g",
-        **small_batches,
-    }
     process = subprocess.Popen(
         [ADX, "land", "--source", "impressions"],
-        env=env,
+        env=_lander_env(lander_settings, small_batches),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -177,3 +181,53 @@ def test_killed_lander_restarts_without_loss_or_duplicates(kafka_broker, lander_
     landed = _landed_event_ids(spark, lander_settings, "impressions", run)
     assert len(landed) == len(set(landed)), "a record landed twice"
     assert sorted(landed) == produced
+
+
+def test_bid_requests_of_schema_v1_and_v2_land_in_the_latest_columns(kafka_broker, lander_settings, spark):
+    """A v1 file and a v2 file of OpenRTB 2.5/2.6 example requests, through the bridge and one topic."""
+    from pyspark.sql import functions as F
+
+    examples = sorted(OPENRTB_EXAMPLES.glob("spec-2.*/bid-request--*.json"))
+    if not examples:
+        pytest.skip(f"the OpenRTB examples are not there: {OPENRTB_EXAMPLES} (../shared next to the repo) is absent")
+    run = uuid.uuid4().hex[:8]
+    received_at = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+    requests = [json.loads(path.read_text()) for path in examples]
+    # Each request gets an OpenRTB 2.6 transaction id (source.tid), the field v2 adds.
+    v2_records = [
+        bid_request_record(
+            {
+                **request,
+                "id": f"{run}-v2-{number}",
+                "source": {**request.get("source", {}), "tid": f"{run}-tid-{number}"},
+            },
+            received_at=received_at,
+            exchange="openx",
+        )
+        for number, request in enumerate(requests)
+    ]
+    write_rtb_file(lander_settings, v2_records, ingest_date=date(2026, 11, 1), file_name=f"{run}-openrtb.avro")
+    v1 = SchemaCatalog.load().by_version(1)
+    v1_records = [
+        {k: v for k, v in {**r, "id": f"{run}-v1-{n}"}.items() if k != "source_tid"} for n, r in enumerate(v2_records)
+    ]
+    v1_file = lander_settings.landing_dir / "rtb" / "dt=2026-11-01" / f"{run}-v1.avro"
+    with v1_file.open("wb") as handle:
+        fastavro.writer(handle, v1.parsed, v1_records)
+
+    summary = bridge_bid_requests(lander_settings)
+    assert summary.published == 2 * len(requests), summary
+    result = _land(lander_settings, source="bid_requests")
+    assert result.returncode == 0, result.stdout
+
+    landed = spark.read.parquet(str(lander_settings.data_dir / "lake" / "raw.db" / "bid_requests"))
+    rows = {row["id"]: row for row in landed.where(F.col("id").startswith(run)).collect()}
+    assert sorted(rows) == sorted([r["id"] for r in v2_records] + [r["id"] for r in v1_records])
+    for record in v2_records:
+        row = rows[record["id"]]
+        assert row["source_tid"] == record["source_tid"] == f"{run}-tid-{record['id'].rsplit('-', 1)[1]}"
+        assert row["_source_file"] == f"{run}-openrtb.avro" and str(row["_ingest_date"]) == "2026-11-01"
+        assert row["imp"][0]["id"] == record["imp"][0]["id"]
+        assert row["user"]["id"] == record["user"]["id"]
+        assert row["device"]["geo"]["country"] == record["device"]["geo"]["country"]
+    assert all(rows[r["id"]]["source_tid"] is None for r in v1_records)

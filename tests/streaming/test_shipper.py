@@ -498,6 +498,28 @@ def test_follow_mode_ships_a_rotated_file_to_its_end_and_the_new_file_from_its_s
 
 
 @pytest.mark.integration
+def test_a_broker_restarted_while_shipping_loses_and_doubles_nothing(settings, watch, kafka_broker):
+    """With the default delivery timeout the producer rides out a broker restart: it retries, and idempotence
+    keeps its retries from doubling a record."""
+    run = uuid.uuid4().hex[:8]
+    path = settings.landing_dir / "impressions" / "dt=2026-11-09" / "web-02.jsonl"
+    _write_lines(path, _lines(100, run))
+    follow = _FollowRun(ImpressionShipper(settings, poll_interval_s=0.1, checkpoint_interval_s=0.1))
+    try:
+        _wait_for(lambda: follow.offsets() == [("web-02.jsonl", path.stat().st_size)])
+        kafka_broker.broker.stop()
+        _write_lines(path, _lines(50, run, start=100), mode="ab")  # shipped while the broker is down
+        time.sleep(2)
+    finally:
+        kafka_broker.broker.start()
+    _wait_for(lambda: follow.offsets() == [("web-02.jsonl", path.stat().st_size)], timeout=120)
+    summary = follow.stop()
+    assert (summary.lines_read, summary.published) == (150, 150)
+    event_ids = Counter(json.loads(m.value())["event_id"] for m in watch.new(IMPRESSIONS_TOPIC.name))
+    assert len(event_ids) == 150 and set(event_ids.values()) == {1}
+
+
+@pytest.mark.integration
 def test_a_broker_outage_fails_the_run_and_keeps_the_undelivered_lines_for_the_next(settings, watch, kafka_broker):
     run = uuid.uuid4().hex[:8]
     path = settings.landing_dir / "impressions" / "dt=2026-11-07" / "web-01.jsonl"
