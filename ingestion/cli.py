@@ -423,18 +423,20 @@ def run_stack(days: int, scale: int, seed: int, start_date: date, mess_rate: flo
     settings = _settings()
     started = time.monotonic()
     _stack_up(settings)
-    _generate(settings, days, scale, seed, start_date, mess_rate)
-    _ship(settings)
-    _bridge(settings)
-    spark = _spark(settings)
-    _land(spark, settings, STREAMED_SOURCES, continuous=False)
-    _transform(spark, settings, None)
-    _report(spark, settings, docs=True)
-    _verify(spark, settings, None)
-    if stop_stack:
-        from ingestion.stack import down
+    try:
+        _generate(settings, days, scale, seed, start_date, mess_rate)
+        _ship(settings)
+        _bridge(settings)
+        spark = _spark(settings)
+        _land(spark, settings, STREAMED_SOURCES, continuous=False)
+        _transform(spark, settings, None)
+        _report(spark, settings, docs=True)
+        _verify(spark, settings, None)
+    finally:
+        if stop_stack:
+            from ingestion.stack import down
 
-        down(settings)
+            down(settings)
     click.secho(f"\nadx run-stack finished in {time.monotonic() - started:.0f} s", bold=True)
 
 
