@@ -49,7 +49,7 @@ class Batch:
         digest = hashlib.sha256()
         for path in self.files:
             digest.update(path.name.encode())
-            digest.update(_file_sha256(path).encode())
+            digest.update(file_sha256(path).encode())
         return digest.hexdigest()
 
 
@@ -381,7 +381,7 @@ def _record_batch(spark: SparkSession, result: BatchResult, fingerprint: str, lo
 # --- counting the files themselves ---
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import hashlib
 import json
 import logging
 import os
@@ -52,7 +51,7 @@ from typing import Any
 import fastavro
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from ingestion.loader import DT_FOLDER
+from ingestion.loader import DT_FOLDER, file_sha256
 from ingestion.settings import Settings
 from ingestion.sources import BID_REQUESTS
 from ingestion.streaming.schema_catalog import SchemaCatalog, schema_fingerprint
@@ -191,14 +190,6 @@ def ingest_date_of(path: Path) -> date:
         with contextlib.suppress(ValueError):
             return date.fromisoformat(match.group(1))
     return datetime.now(UTC).date()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- one file ---

@@ -105,13 +105,7 @@ def _landed_event_ids(spark, settings, table: str, run: str) -> list[str]:
     return [row[0] for row in frame.where(F.col("event_id").startswith(run)).select("event_id").collect()]
 
 
-@pytest.fixture
-def lander_settings(kafka_broker, tmp_path):
-    """A data folder of this test's own (raw tables, metastore, checkpoints) on the session's broker."""
-    return kafka_broker.settings.model_copy(update={"data_dir": tmp_path / "data"})
-
-
-def test_n_produced_n_landed_and_dead_letters_quarantined_with_reasons(kafka_broker, lander_settings, spark):
+def test_n_produced_n_landed_and_dead_letters_quarantined_with_reasons(kafka_broker, settings, spark):
     run = f"exact-{uuid.uuid4().hex[:8]}"
     produced = _produce_impressions(kafka_broker.bootstrap_servers, run, 2_000)
     producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
@@ -123,14 +117,14 @@ def test_n_produced_n_landed_and_dead_letters_quarantined_with_reasons(kafka_bro
     )
     assert producer.flush(30) == 0
 
-    result = _land(lander_settings)
+    result = _land(settings)
     assert result.returncode == 0, result.stdout
-    landed = _landed_event_ids(spark, lander_settings, "impressions", run)
+    landed = _landed_event_ids(spark, settings, "impressions", run)
     assert sorted(landed) == produced
 
     from pyspark.sql import functions as F
 
-    quarantine = spark.read.parquet(str(lander_settings.data_dir / "lake" / "raw.db" / "quarantine_impressions"))
+    quarantine = spark.read.parquet(str(settings.data_dir / "lake" / "raw.db" / "quarantine_impressions"))
     reasons = {
         row["reason"]: row["count"]
         for row in quarantine.where(F.col("payload").startswith(run)).groupBy("reason").count().collect()
@@ -138,10 +132,10 @@ def test_n_produced_n_landed_and_dead_letters_quarantined_with_reasons(kafka_bro
     assert reasons == {"malformed_json": 1, "not_a_json_object": 1}
 
     # A rerun lands nothing twice: the checkpoint has every offset.
-    again = _land(lander_settings)
+    again = _land(settings)
     assert again.returncode == 0, again.stdout
     assert "nothing new to land" in again.stdout
-    assert sorted(_landed_event_ids(spark, lander_settings, "impressions", run)) == produced
+    assert sorted(_landed_event_ids(spark, settings, "impressions", run)) == produced
 
 
 @pytest.mark.parametrize(
@@ -152,38 +146,38 @@ def test_n_produced_n_landed_and_dead_letters_quarantined_with_reasons(kafka_bro
         ),
     ],
 )
-def test_killed_lander_restarts_without_loss_or_duplicates(kafka_broker, lander_settings, spark, failpoints):
+def test_killed_lander_restarts_without_loss_or_duplicates(kafka_broker, settings, spark, failpoints):
     run = f"crash-{uuid.uuid4().hex[:8]}"
     produced = _produce_impressions(kafka_broker.bootstrap_servers, run, 6_000)
     small_batches = {"ADX_STREAM_MAX_RECORDS_PER_BATCH": "1000"}
 
     for failpoint in failpoints:
-        crashed = _land(lander_settings, {**small_batches, FAILPOINT_VARIABLE: failpoint})
+        crashed = _land(settings, {**small_batches, FAILPOINT_VARIABLE: failpoint})
         assert crashed.returncode == -signal.SIGKILL, f"{failpoint} was not reached:\n{crashed.stdout}"
 
     # And one kill from outside, while a micro-batch is running.
     process = subprocess.Popen(
         [ADX, "land", "--source", "impressions"],
-        env=_lander_env(lander_settings, small_batches),
+        env=_lander_env(settings, small_batches),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    offsets = checkpoint_dir(lander_settings, "kafka_impressions") / "offsets"
+    offsets = checkpoint_dir(settings, "kafka_impressions") / "offsets"
     committed_before = len(list((offsets.parent / "commits").glob("[0-9]*")))
     deadline = time.monotonic() + 180
     while len(list(offsets.glob("[0-9]*"))) <= committed_before and time.monotonic() < deadline:
         time.sleep(0.2)
     _kill_group(process)
 
-    final = _land(lander_settings, small_batches)
+    final = _land(settings, small_batches)
     assert final.returncode == 0, final.stdout
-    landed = _landed_event_ids(spark, lander_settings, "impressions", run)
+    landed = _landed_event_ids(spark, settings, "impressions", run)
     assert len(landed) == len(set(landed)), "a record landed twice"
     assert sorted(landed) == produced
 
 
-def test_bid_requests_of_schema_v1_and_v2_land_in_the_latest_columns(kafka_broker, lander_settings, spark):
+def test_bid_requests_of_schema_v1_and_v2_land_in_the_latest_columns(kafka_broker, settings, spark):
     """A v1 file and a v2 file of OpenRTB 2.5/2.6 example requests, through the bridge and one topic."""
     from pyspark.sql import functions as F
 
@@ -206,21 +200,21 @@ def test_bid_requests_of_schema_v1_and_v2_land_in_the_latest_columns(kafka_broke
         )
         for number, request in enumerate(requests)
     ]
-    write_rtb_file(lander_settings, v2_records, ingest_date=date(2026, 11, 1), file_name=f"{run}-openrtb.avro")
+    write_rtb_file(settings, v2_records, ingest_date=date(2026, 11, 1), file_name=f"{run}-openrtb.avro")
     v1 = SchemaCatalog.load().by_version(1)
     v1_records = [
         {k: v for k, v in {**r, "id": f"{run}-v1-{n}"}.items() if k != "source_tid"} for n, r in enumerate(v2_records)
     ]
-    v1_file = lander_settings.landing_dir / "rtb" / "dt=2026-11-01" / f"{run}-v1.avro"
+    v1_file = settings.landing_dir / "rtb" / "dt=2026-11-01" / f"{run}-v1.avro"
     with v1_file.open("wb") as handle:
         fastavro.writer(handle, v1.parsed, v1_records)
 
-    summary = bridge_bid_requests(lander_settings)
+    summary = bridge_bid_requests(settings)
     assert summary.published == 2 * len(requests), summary
-    result = _land(lander_settings, source="bid_requests")
+    result = _land(settings, source="bid_requests")
     assert result.returncode == 0, result.stdout
 
-    landed = spark.read.parquet(str(lander_settings.data_dir / "lake" / "raw.db" / "bid_requests"))
+    landed = spark.read.parquet(str(settings.data_dir / "lake" / "raw.db" / "bid_requests"))
     rows = {row["id"]: row for row in landed.where(F.col("id").startswith(run)).collect()}
     assert sorted(rows) == sorted([r["id"] for r in v2_records] + [r["id"] for r in v1_records])
     for record in v2_records:

@@ -10,15 +10,13 @@ from __future__ import annotations
 import copy
 import io
 import json
-import time
-import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import fastavro
 import pytest
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Message
 
 from ingestion.generator import generate
 from ingestion.settings import Settings
@@ -186,62 +184,9 @@ def test_an_undecodable_file_raises_with_the_loaders_wording(tmp_path):
 # --- against the broker ---
 
 
-class TopicWatch:
-    """The messages written to the bridge's topics since the watch was made."""
-
-    def __init__(self, bootstrap_servers: str) -> None:
-        self.consumer = Consumer(
-            {"bootstrap.servers": bootstrap_servers, "group.id": f"test-rtb-bridge-{uuid.uuid4()}"}
-        )
-        self.start = {
-            topic: self._end_offsets(topic) for topic in (BID_REQUESTS_TOPIC.name, BID_REQUESTS_DLQ_TOPIC.name)
-        }
-
-    def _end_offsets(self, topic: str) -> dict[int, int]:
-        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: self._end_offset(TopicPartition(topic, p)) for p in partitions}
-
-    def _end_offset(self, partition: TopicPartition) -> int:
-        deadline = time.monotonic() + 30
-        while True:  # right after the broker started, a partition may have no leader yet
-            try:
-                return self.consumer.get_watermark_offsets(partition, timeout=10)[1]
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-
-    def new(self, topic: str) -> list[Message]:
-        start, end = self.start[topic], self._end_offsets(topic)
-        wanted = sum(end[p] - start[p] for p in start)
-        self.consumer.assign([TopicPartition(topic, p, start[p]) for p in start if end[p] > start[p]])
-        messages: list[Message] = []
-        deadline = time.monotonic() + 60
-        while len(messages) < wanted and time.monotonic() < deadline:
-            message = self.consumer.poll(1.0)
-            if message is None:
-                continue
-            if message.error():
-                raise KafkaException(message.error())
-            messages.append(message)
-        self.consumer.unassign()
-        assert len(messages) == wanted
-        return messages
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
 @pytest.fixture
-def watch(kafka_broker):
-    topic_watch = TopicWatch(kafka_broker.bootstrap_servers)
-    yield topic_watch
-    topic_watch.close()
-
-
-@pytest.fixture
-def settings(kafka_broker, tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path, kafka_bootstrap_servers=kafka_broker.bootstrap_servers)
+def watch(watch_topics):
+    return watch_topics(BID_REQUESTS_TOPIC.name, BID_REQUESTS_DLQ_TOPIC.name)
 
 
 def _headers(message: Message) -> dict[str, str]:

@@ -2,7 +2,7 @@
 published once with its key and headers, restarts, rotation and a broker that goes away.
 
 The topics are shared by the test session: every assertion is about the records written since the test began
-(TopicWatch). The classification cases were checked against Spark 4.2's try_parse_json by
+(TopicWatch, tests/streaming/conftest.py). The classification cases were checked against Spark 4.2's try_parse_json by
 test_classification_agrees_with_the_spark_loader, which runs them through the loader's own parser.
 """
 
@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Message
 
 from ingestion.generator import generate
 from ingestion.loader import count_lines
@@ -250,61 +250,9 @@ def test_classification_agrees_with_the_spark_loader(spark):
 # --- against the broker ---
 
 
-class TopicWatch:
-    """The records written to the impressions topics since the watch was made."""
-
-    def __init__(self, bootstrap_servers: str) -> None:
-        self.consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"test-shipper-{uuid.uuid4()}"})
-        self.start = {topic: self._end_offsets(topic) for topic in (IMPRESSIONS_TOPIC.name, IMPRESSIONS_DLQ_TOPIC.name)}
-
-    def _end_offsets(self, topic: str) -> dict[int, int]:
-        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        deadline = time.monotonic() + 30
-        offsets = {}
-        for partition in partitions:
-            while True:  # right after the broker started, a partition may have no leader yet
-                try:
-                    offsets[partition] = self.consumer.get_watermark_offsets(
-                        TopicPartition(topic, partition), timeout=10
-                    )[1]
-                    break
-                except KafkaException:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
-        return offsets
-
-    def new(self, topic: str) -> list[Message]:
-        start, end = self.start[topic], self._end_offsets(topic)
-        wanted = sum(end[p] - start[p] for p in start)
-        self.consumer.assign([TopicPartition(topic, p, start[p]) for p in start if end[p] > start[p]])
-        messages: list[Message] = []
-        deadline = time.monotonic() + 60
-        while len(messages) < wanted and time.monotonic() < deadline:
-            message = self.consumer.poll(1.0)
-            if message is None:
-                continue
-            if message.error():
-                raise KafkaException(message.error())
-            messages.append(message)
-        self.consumer.unassign()
-        assert len(messages) == wanted
-        return messages
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
 @pytest.fixture
-def watch(kafka_broker):
-    topic_watch = TopicWatch(kafka_broker.bootstrap_servers)
-    yield topic_watch
-    topic_watch.close()
-
-
-@pytest.fixture
-def settings(kafka_broker, tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path, kafka_bootstrap_servers=kafka_broker.bootstrap_servers)
+def watch(watch_topics):
+    return watch_topics(IMPRESSIONS_TOPIC.name, IMPRESSIONS_DLQ_TOPIC.name)
 
 
 def _headers_of(message: Message) -> dict[str, str]:

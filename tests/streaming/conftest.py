@@ -1,0 +1,75 @@
+"""Fixtures of the streaming tests: a settings object on the session's broker, and a watch on its topics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from ingestion.settings import Settings
+
+
+class TopicWatch:
+    """The records written to some topics since the watch was made. The topics are shared by the test session,
+    so a test asserts about what arrived after its watch started."""
+
+    def __init__(self, bootstrap_servers: str, topics: tuple[str, ...]) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"test-watch-{uuid.uuid4()}"})
+        self.start = {topic: self._end_offsets(topic) for topic in topics}
+
+    def _end_offsets(self, topic: str) -> dict[int, int]:
+        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: self._end_offset(TopicPartition(topic, p)) for p in partitions}
+
+    def _end_offset(self, partition: TopicPartition) -> int:
+        deadline = time.monotonic() + 30
+        while True:  # right after the broker started, a partition may have no leader yet
+            try:
+                return self.consumer.get_watermark_offsets(partition, timeout=10)[1]
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def new(self, topic: str) -> list[Message]:
+        start, end = self.start[topic], self._end_offsets(topic)
+        wanted = sum(end[p] - start[p] for p in start)
+        self.consumer.assign([TopicPartition(topic, p, start[p]) for p in start if end[p] > start[p]])
+        messages: list[Message] = []
+        deadline = time.monotonic() + 60
+        while len(messages) < wanted and time.monotonic() < deadline:
+            message = self.consumer.poll(1.0)
+            if message is None:
+                continue
+            if message.error():
+                raise KafkaException(message.error())
+            messages.append(message)
+        self.consumer.unassign()
+        assert len(messages) == wanted
+        return messages
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+@pytest.fixture
+def watch_topics(kafka_broker) -> Iterator[Callable[..., TopicWatch]]:
+    """`watch_topics(topic, ...)` starts a TopicWatch; all are closed after the test."""
+    watches: list[TopicWatch] = []
+
+    def start(*topics: str) -> TopicWatch:
+        watches.append(TopicWatch(kafka_broker.bootstrap_servers, topics))
+        return watches[-1]
+
+    yield start
+    for topic_watch in watches:
+        topic_watch.close()
+
+
+@pytest.fixture
+def settings(kafka_broker, tmp_path) -> Settings:
+    """A data folder of the test's own, on the session's broker."""
+    return Settings(data_dir=tmp_path, kafka_bootstrap_servers=kafka_broker.bootstrap_servers)
