@@ -37,6 +37,8 @@ def spark_conf(settings: Settings, *, hive: bool = True) -> dict[str, str]:
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         # dbt-spark forces ANSI mode off for its sessions; the loaders use the same mode so that SQL behaves alike.
         "spark.sql.ansi.enabled": "false",
+        # Kafka record headers may repeat a key; the landers read them as a map in which the last one wins.
+        "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
         # Hive settings reach the metastore client only with the spark.hadoop. prefix.
         "spark.hadoop.javax.jdo.option.ConnectionURL": settings.resolved_metastore_url,
         "spark.hadoop.datanucleus.schema.autoCreateAll": "true",

@@ -27,10 +27,11 @@ from ingestion.streaming.topics import (
     SCHEMA_FINGERPRINT_HEADER,
     SOURCE_FILE_HEADER,
     Topic,
+    header_column,
 )
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,10 @@ def _land_batch(
     rows = records.select(
         "topic",
         "value",
-        F.coalesce(_header(SOURCE_FILE_HEADER), F.concat(F.lit("kafka:"), "topic")).alias("_source_file"),
-        F.coalesce(F.to_date(_header(INGEST_DATE_HEADER)), F.to_date("timestamp")).alias("_ingest_date"),
-        _header(DLQ_REASON_HEADER).alias("_dead_letter_reason"),
-        _header(SCHEMA_FINGERPRINT_HEADER).alias("_schema_fingerprint"),
+        F.coalesce(header_column(SOURCE_FILE_HEADER), F.concat(F.lit("kafka:"), "topic")).alias("_source_file"),
+        F.coalesce(F.to_date(header_column(INGEST_DATE_HEADER)), F.to_date("timestamp")).alias("_ingest_date"),
+        header_column(DLQ_REASON_HEADER).alias("_dead_letter_reason"),
+        header_column(SCHEMA_FINGERPRINT_HEADER).alias("_schema_fingerprint"),
         "partition",
         "offset",
     ).persist()
@@ -125,12 +126,6 @@ def _land_batch(
         rows.unpersist()
 
 
-def _header(key: str) -> Column:
-    from pyspark.sql import functions as F
-
-    return F.expr(f"cast(element_at(filter(headers, h -> h.key = '{key}'), 1).value as string)")
-
-
 def _avro_decoder():
     """Decodes bid requests with the writer schema their fingerprint header names, resolved to the latest schema
     of the in-repo catalog, so that v1 and v2 records land in the same columns."""
@@ -153,7 +148,9 @@ def _avro_decoder():
         parsed = published.withColumn("_record", decoded).withColumn(
             "_reason",
             F.when(~fingerprint.isin([s.fingerprint for s in catalog.schemas]) | fingerprint.isNull(), "unknown_schema")
-            .when(F.col("_record").isNull(), "undecodable_avro_record")
+            # PERMISSIVE from_avro gives a struct of nulls, not a null, for bytes it cannot decode; `id` is a
+            # required field, so a decoded record always has it.
+            .when(F.col("_record.id").isNull(), "undecodable_avro_record")
             .otherwise(F.lit(None).cast("string")),
         )
         landed = parsed.where(F.col("_reason").isNull()).select("_record.*", "_source_file", "_ingest_date")

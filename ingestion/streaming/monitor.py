@@ -81,11 +81,12 @@ from ingestion.streaming.topics import (
     IMPRESSIONS_TOPIC,
     SCHEMA_FINGERPRINT_HEADER,
     TOPICS,
+    header_column,
 )
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -420,20 +421,13 @@ def read_topics(
     return reader.load()
 
 
-def _header(name: str) -> Column:
-    """The UTF-8 value of the record's first header `name`, else null."""
-    from pyspark.sql import functions as F
-
-    return F.try_element_at(F.filter("headers", lambda h: h["key"] == name), F.lit(1))["value"].cast("string")
-
-
 def classify(records: DataFrame, schemas: WriterSchemas) -> DataFrame:
     """Kafka records -> topic (the data topic), kind, campaign, reason, kafka_ts, lag_seconds."""
     from pyspark.sql import functions as F
     from pyspark.sql.avro.functions import from_avro
 
     topic = F.col("topic")
-    fingerprint = F.lower(_header(SCHEMA_FINGERPRINT_HEADER))
+    fingerprint = F.lower(header_column(SCHEMA_FINGERPRINT_HEADER))
     avro_options = {"mode": "PERMISSIVE", "avroSchema": schemas.reader}
     bid_request = F.lit(None)
     for writer_fingerprint, writer_schema in schemas.by_fingerprint.items():
@@ -457,7 +451,7 @@ def classify(records: DataFrame, schemas: WriterSchemas) -> DataFrame:
             ),
         ).alias("impression"),
         F.when(topic == BID_REQUESTS_TOPIC.name, bid_request).alias("bid_request"),
-        F.when(topic.isin(list(DEAD_LETTER_TOPICS)), _header(DLQ_REASON_HEADER)).alias("reason"),
+        F.when(topic.isin(list(DEAD_LETTER_TOPICS)), header_column(DLQ_REASON_HEADER)).alias("reason"),
     )
     impression, bid_request = F.col("impression"), F.col("bid_request")
     impression_ok = impression.isNotNull() & impression["_corrupt_record"].isNull()

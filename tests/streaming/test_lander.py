@@ -29,10 +29,12 @@ from ingestion.streaming.rtb_bridge import bridge_bid_requests
 from ingestion.streaming.runner import checkpoint_dir
 from ingestion.streaming.schema_catalog import SchemaCatalog
 from ingestion.streaming.topics import (
+    BID_REQUESTS_TOPIC,
     DLQ_REASON_HEADER,
     IMPRESSIONS_DLQ_TOPIC,
     IMPRESSIONS_TOPIC,
     INGEST_DATE_HEADER,
+    SCHEMA_FINGERPRINT_HEADER,
     SOURCE_FILE_HEADER,
 )
 
@@ -211,8 +213,18 @@ def test_bid_requests_of_schema_v1_and_v2_land_in_the_latest_columns(kafka_broke
 
     summary = bridge_bid_requests(settings)
     assert summary.published == 2 * len(requests), summary
+    # Two records no bridge would publish: bytes that are not a v2 record, and a schema the catalog lacks.
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    for fingerprint in (SchemaCatalog.load().latest.fingerprint, "00000000deadbeef"):
+        headers = [(SOURCE_FILE_HEADER, f"{run}-bad.avro"), (SCHEMA_FINGERPRINT_HEADER, fingerprint)]
+        producer.produce(BID_REQUESTS_TOPIC.name, b"\xff\xff\xff\xff not avro", headers=headers)
+    assert producer.flush(30) == 0
     result = _land(settings, source="bid_requests")
     assert result.returncode == 0, result.stdout
+
+    quarantine = spark.read.parquet(str(settings.data_dir / "lake" / "raw.db" / "quarantine_bid_requests"))
+    reasons = sorted(r["reason"] for r in quarantine.where(F.col("_source_file") == f"{run}-bad.avro").collect())
+    assert reasons == ["undecodable_avro_record", "unknown_schema"]
 
     landed = spark.read.parquet(str(settings.data_dir / "lake" / "raw.db" / "bid_requests"))
     rows = {row["id"]: row for row in landed.where(F.col("id").startswith(run)).collect()}
