@@ -26,9 +26,9 @@ test: setup
 test-fast: setup
 	$(BIN)/pytest -m "not integration"
 
-## bench: wall time and throughput of generate, load and dbt build at 1M and 4M impressions
+## bench: wall time and throughput of generate, load and dbt build at 1M and 4M impressions; streaming at 1M
 bench: setup
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run --suite all
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -95,12 +95,25 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000000,4000000", help="Impressions per day, comma-separated.")
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--suite",
+        choices=("embedded", "streaming", "all"),
+        default="embedded",
+        help="embedded: generate, load and dbt build per size (default); streaming: bench/streaming.py (producer -> "
+        "Kafka -> raw Parquet) at the first of --sizes; all: both.",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.one:
         print(json.dumps(measure_one(args.one, args.days, args.seed, args.data_dir)))
+        return
+
+    if args.suite == "streaming":
+        from bench import streaming
+
+        streaming.run(int(args.sizes.split(",")[0]), args.seed)
         return
 
     results = []
@@ -129,6 +142,11 @@ def main() -> None:
     markdown = summary_markdown(results)
     stem.with_suffix(".md").write_text(markdown)
     print(markdown)
+
+    if args.suite == "all":
+        from bench import streaming
+
+        streaming.run(int(args.sizes.split(",")[0]), args.seed)
 
 
 if __name__ == "__main__":
