@@ -172,12 +172,16 @@ def _ship(settings: Settings, follow: bool = False, paths: str | None = None) ->
     except ShipperError as error:
         click.secho(f"   {error}", fg="red", err=True)
         sys.exit(1)
-    dead = ", ".join(f"{reason} {count}" for reason, count in summary.dead_lettered.items() if count) or "none"
+    dead = _by_reason(summary.dead_lettered)
     click.echo(
         f"   {summary.files} files, {summary.lines_read:,} lines read = {summary.published:,} published "
         f"+ {summary.dead_lettered_total:,} dead-lettered ({dead}); {summary.lines_per_second:,.0f} lines/s"
     )
     _done(started)
+
+
+def _by_reason(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in counts.items() if count) or "none"
 
 
 @main.command()
@@ -197,7 +201,7 @@ def _bridge(settings: Settings, paths: str | None = None) -> None:
     except BridgeError as error:
         click.secho(f"   {error}", fg="red", err=True)
         sys.exit(1)
-    dead = ", ".join(f"{reason} {count}" for reason, count in summary.dead_lettered.items() if count) or "none"
+    dead = _by_reason(summary.dead_lettered)
     click.echo(
         f"   {summary.files} files ({summary.files_skipped} published before), {summary.records_read:,} records "
         f"read = {summary.published:,} published + {sum(summary.dead_lettered.values()):,} dead-lettered ({dead}); "
