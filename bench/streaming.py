@@ -156,7 +156,7 @@ class Sampler(threading.Thread):
 
 def free_port() -> int:
     """A free loopback port whose successor (the controller's port) is free too."""
-    from ingestion.stack.kafka import port_in_use
+    from ingestion.stack.process import port_in_use
 
     for _ in range(100):
         with socket.socket() as probe:
@@ -188,7 +188,8 @@ def delete_topics(settings: Settings, names: list[str]) -> None:
 
 def create_topics(settings: Settings, topics) -> None:
     """ensure_topics, retried while the broker still finishes deleting topics of the same name."""
-    from ingestion.stack.kafka import StackError, ensure_topics
+    from ingestion.stack.kafka import ensure_topics
+    from ingestion.stack.process import StackError
 
     deadline = time.time() + 60
     while True:
@@ -242,7 +243,7 @@ def java_producer_props(config: dict) -> list[str]:
 
 def kafka_tool(main_class: str, *arguments: str) -> str:
     """Run one of the broker's Java tools (kafka-tools 4.1.1 in .kafka/libs); its stdout."""
-    from ingestion.stack.kafka import java_binary
+    from ingestion.stack.process import java_binary
 
     command = [java_binary(), "-cp", f"{KAFKA_LIBS}/*", main_class, *arguments]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)

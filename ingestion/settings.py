@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -16,20 +17,43 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ADX_", extra="ignore")
 
+    warehouse: Literal["embedded", "stack"] = Field(
+        default="embedded",
+        description="embedded: local lake, Derby metastore, dbt in-process. stack: the services of `adx stack up` "
+        "(HDFS lake, Postgres metastore, dbt through the Spark Thrift Server). Explicit locations below win.",
+    )
     data_dir: Path = Field(
         default=PROJECT_DIR / "data",
         description="Project-local folder for landing files, ground truth, the lake and the metastore.",
     )
     lake_uri: str | None = Field(
         default=None,
-        description="Warehouse location of every table (spark.sql.warehouse.dir); "
-        "a local path or an hdfs:// URI. Default: <data_dir>/lake.",
+        description="Warehouse location of every table (spark.sql.warehouse.dir); a local path or an hdfs:// URI. "
+        "Default: <data_dir>/lake (embedded), hdfs://127.0.0.1:<hdfs_port>/adx/lake (stack).",
     )
     metastore_url: str | None = Field(
         default=None,
-        description="JDBC URL of the Hive metastore database. Default: embedded Derby in <data_dir>/metastore_db.",
+        description="JDBC URL of the Hive metastore database. Default: embedded Derby in <data_dir>/metastore_db "
+        "(embedded), jdbc:postgresql://127.0.0.1:<metastore_db_port>/metastore (stack).",
     )
-    dbt_target: str = Field(default="embedded", description="dbt target in profiles/profiles.yml.")
+    metastore_user: str = Field(default="adx", description="User of a Postgres metastore database.")
+    metastore_password: SecretStr | None = Field(
+        default=None,
+        description="Password of a Postgres metastore database. Default: the one `adx stack up` generated "
+        "(<data_dir>/stack/postgres/metastore.password).",
+    )
+    metastore_db_port: int = Field(default=15432, description="Port of the stack's PostgreSQL server.")
+    hdfs_port: int = Field(
+        default=19820,
+        description="NameNode RPC port of the stack's HDFS; the NameNode web port is +1, the DataNode's "
+        "data, IPC and web ports +2, +3, +4.",
+    )
+    thrift_port: int = Field(default=10000, description="Port of the stack's Spark Thrift Server (HiveServer2).")
+    thrift_driver_memory: str = Field(default="2g", description="Heap of the Spark Thrift Server's JVM.")
+    dbt_target: str | None = Field(
+        default=None,
+        description="dbt target in profiles/profiles.yml. Default: embedded (embedded), thrift (stack).",
+    )
     spark_master: str = Field(default="local[2]")
     spark_driver_memory: str = Field(default="3g")
     spark_shuffle_partitions: int = Field(default=4, ge=1)
@@ -66,22 +90,53 @@ class Settings(BaseSettings):
         """Shipper positions and Structured Streaming checkpoints."""
         return self.data_dir / "streaming"
 
+    @property
+    def metastore_password_file(self) -> Path:
+        """Where `adx stack up` keeps the password it generated for the Postgres metastore (mode 0600)."""
+        return self.stack_dir / "postgres" / "metastore.password"
+
     @cached_property
     def resolved_lake_uri(self) -> str:
-        return self.lake_uri or str((self.data_dir / "lake").resolve())
+        if self.lake_uri:
+            return self.lake_uri
+        if self.warehouse == "stack":
+            return f"hdfs://127.0.0.1:{self.hdfs_port}/adx/lake"
+        return str((self.data_dir / "lake").resolve())
 
     @cached_property
     def resolved_metastore_url(self) -> str:
         if self.metastore_url:
             return self.metastore_url
+        if self.warehouse == "stack":
+            return f"jdbc:postgresql://127.0.0.1:{self.metastore_db_port}/metastore"
         return f"jdbc:derby:;databaseName={(self.data_dir / 'metastore_db').resolve()};create=true"
+
+    @property
+    def metastore_is_derby(self) -> bool:
+        return self.resolved_metastore_url.startswith("jdbc:derby:")
+
+    def resolved_metastore_password(self) -> str:
+        """ADX_METASTORE_PASSWORD, else the password `adx stack up` generated; empty if neither exists."""
+        if self.metastore_password is not None:
+            return self.metastore_password.get_secret_value()
+        try:
+            return self.metastore_password_file.read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def resolved_dbt_target(self) -> str:
+        if self.dbt_target:
+            return self.dbt_target
+        return "thrift" if self.warehouse == "stack" else "embedded"
 
     def dbt_env(self) -> dict[str, str]:
         """Environment variables that profiles/profiles.yml reads through env_var()."""
         return {
             "ADX_LAKE_URI": self.resolved_lake_uri,
             "ADX_METASTORE_URL": self.resolved_metastore_url,
-            "ADX_DBT_TARGET": self.dbt_target,
+            "ADX_DBT_TARGET": self.resolved_dbt_target,
+            "ADX_THRIFT_PORT": str(self.thrift_port),
             "ADX_SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DBT_PROFILES_DIR": str(PROJECT_DIR / "profiles"),

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ingestion.settings import Settings
-from ingestion.stack.kafka import KafkaBroker, PortInUseError, ensure_topics, port_in_use
+from ingestion.stack.kafka import KafkaBroker, ensure_topics
+from ingestion.stack.process import PortInUseError, port_in_use
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ingestion.settings import Settings
-from ingestion.stack.kafka import KafkaBroker, PortInUseError, StackError, TopicState, ensure_topics
+from ingestion.stack.kafka import KafkaBroker, TopicState, ensure_topics
+from ingestion.stack.process import PortInUseError, StackError
 
 __all__ = ["SERVICES", "PortInUseError", "StackError", "StackUp", "down", "services", "status", "up"]
 

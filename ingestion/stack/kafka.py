@@ -16,11 +16,6 @@ on 127.0.0.1 only.
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -40,20 +35,21 @@ from confluent_kafka.admin import (
 )
 
 from ingestion.settings import PROJECT_DIR, Settings
+from ingestion.stack.process import (
+    ManagedProcess,
+    StackError,
+    ensure_ports_free,
+    java_binary,
+    port_in_use,
+    port_open,
+    wait_until,
+)
 from ingestion.streaming.topics import TOPICS, Topic
 
 KAFKA_LIBS_DIR = PROJECT_DIR / ".kafka" / "libs"
 LOG4J_CONFIG = PROJECT_DIR / "conf" / "kafka" / "log4j2.properties"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 NODE_ID = 1
-
-
-class StackError(RuntimeError):
-    """A local service cannot be started, stopped or provisioned; the message says why and what to do."""
-
-
-class PortInUseError(StackError):
-    """The broker's port is held by a process that is not this broker."""
 
 
 @dataclass(frozen=True)
@@ -99,20 +95,6 @@ def parse_bootstrap(bootstrap_servers: str) -> tuple[str, int]:
     return "127.0.0.1", int(port)
 
 
-def java_binary() -> str:
-    """`$JAVA_HOME/bin/java` if JAVA_HOME is set, else `java` from the PATH."""
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        java = Path(java_home) / "bin" / "java"
-        if not java.is_file():
-            raise StackError(f"JAVA_HOME is {java_home}, but {java} does not exist")
-        return str(java)
-    java = shutil.which("java")
-    if java is None:
-        raise StackError("no `java` on the PATH (and JAVA_HOME is not set): the Kafka broker needs Java 17+")
-    return java
-
-
 class KafkaBroker:
     """Start, stop and inspect the local broker. Every method can be called from any process: the state is the
     pid file and the process it names, not this object."""
@@ -130,8 +112,13 @@ class KafkaBroker:
         self.data_dir = self.home / "data"
         self.logs_dir = self.home / "logs"
         self.properties_file = self.home / "server.properties"
-        self.pid_file = self.home / "broker.pid"
-        self._process: subprocess.Popen | None = None  # set when this object started the broker
+        self.process = ManagedProcess(
+            "the Kafka broker",
+            pid_file=self.home / "broker.pid",
+            # The absolute path of the properties file tells this home's broker from any other.
+            marker=f"kafka.Kafka {self.properties_file}",
+            log_files=[self.logs_dir / "kafka.out", self.logs_dir / "server.log"],
+        )
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -141,14 +128,11 @@ class KafkaBroker:
         if self.pid() is not None:
             self.wait_until_healthy(timeout)
             return
-        self.pid_file.unlink(missing_ok=True)  # stale: its process is gone
-        for port in (self.port, self.controller_port):
-            if port_in_use(self.host, port):
-                raise PortInUseError(
-                    f"{self.host}:{port} is in use by another process, not by the Kafka broker of {self.home}; "
-                    "stop that process or set ADX_KAFKA_BOOTSTRAP_SERVERS to another port "
-                    "(the controller uses port + 1)"
-                )
+        ensure_ports_free(
+            self.host,
+            {self.port: "ADX_KAFKA_BOOTSTRAP_SERVERS", self.controller_port: "ADX_KAFKA_BOOTSTRAP_SERVERS (port + 1)"},
+            f"the Kafka broker of {self.home}",
+        )
         if not any(self.libs_dir.glob("kafka_*.jar")):
             raise StackError(f"the Kafka jars are not in {self.libs_dir}: run `make kafka-jars`")
         java = java_binary()
@@ -170,19 +154,9 @@ class KafkaBroker:
             "-cp",
             f"{self.libs_dir}/*",
             "kafka.Kafka",
-            str(self.properties_file),  # absolute: pid() recognises the broker by it
+            str(self.properties_file),
         ]
-        with open(self.logs_dir / "kafka.out", "ab") as out:
-            # Own session: the broker outlives `adx stack up` and a Ctrl-C in its terminal.
-            self._process = subprocess.Popen(
-                command,
-                cwd=self.home,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(f"{self._process.pid}\n")
+        self.process.spawn(command, cwd=self.home)
         try:
             self.wait_until_healthy(timeout)
         except StackError:
@@ -193,18 +167,7 @@ class KafkaBroker:
         """SIGTERM, which makes the broker shut down in a controlled way (flushes logs, writes a clean-shutdown
         marker, so the next start skips log recovery); SIGKILL only if it has not exited after `timeout`.
         Returns False if it had to be killed. Stopping a stopped broker does nothing."""
-        pid = self.pid()
-        clean = True
-        if pid is not None:
-            _signal(pid, signal.SIGTERM)
-            if not self._wait_for_exit(pid, timeout):
-                clean = False
-                _signal(pid, signal.SIGKILL)
-                if not self._wait_for_exit(pid, 10):
-                    raise StackError(f"the Kafka broker (pid {pid}) did not exit even after SIGKILL")
-        self.pid_file.unlink(missing_ok=True)
-        self._process = None
-        return clean
+        return self.process.stop(timeout)
 
     def status(self) -> KafkaStatus:
         pid = self.pid()
@@ -222,43 +185,26 @@ class KafkaBroker:
 
     def pid(self) -> int | None:
         """The pid of this home's broker if it is running, else None."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if self._is_alive(pid) and self._is_this_broker(pid) else None
+        return self.process.pid()
 
     def wait_until_healthy(self, timeout: float = 90.0) -> None:
         """Wait until the broker answers a metadata request with itself in it. Raises StackError, with the end of
         the broker's log, if the process exits or `timeout` passes first."""
-        deadline = time.monotonic() + timeout
-        last_error = "its port never opened"
-        while True:
-            pid = self.pid()
-            if pid is None:
-                code = self._process.poll() if self._process is not None else None
-                exited = f" with exit code {code}" if code is not None else ""
-                raise StackError(f"the Kafka broker exited{exited} before it was ready\n{self.log_tail()}")
-            if _port_open(self.host, self.port):
-                try:
-                    self._metadata(timeout=min(5.0, max(deadline - time.monotonic(), 0.5)))
-                    return
-                except StackError as error:
-                    last_error = str(error)
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"the Kafka broker (pid {pid}) is not ready after {timeout:.0f} s: {last_error}\n{self.log_tail()}"
-                )
-            time.sleep(0.25)
+
+        def not_ready() -> str | None:
+            if not port_open(self.host, self.port):
+                return "its port is not open yet"
+            try:
+                self._metadata(timeout=5.0)
+            except StackError as error:
+                return str(error)
+            return None
+
+        wait_until(not_ready, timeout=timeout, process=self.process, what="ready")
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the broker's log and of the JVM's output, for error messages."""
-        parts = []
-        for path in (self.logs_dir / "server.log", self.logs_dir / "kafka.out"):
-            if path.exists() and path.stat().st_size:
-                tail = path.read_text(errors="replace").splitlines()[-lines:]
-                parts.append(f"--- last lines of {path}:\n" + "\n".join(tail))
-        return "\n".join(parts) or f"(nothing logged in {self.logs_dir})"
+        return self.process.log_tail(lines)
 
     # --- internals -------------------------------------------------------------------------------------------
 
@@ -318,28 +264,6 @@ class KafkaBroker:
         if NODE_ID not in metadata.brokers:
             raise StackError(f"{self.bootstrap_servers} answers, but broker {NODE_ID} is not registered yet")
         return metadata
-
-    def _is_alive(self, pid: int) -> bool:
-        if self._process is not None and self._process.pid == pid:
-            return self._process.poll() is None
-        return _process_alive(pid)
-
-    def _is_this_broker(self, pid: int) -> bool:
-        """Whether the live process `pid` is this home's broker, not another process that got a reused pid."""
-        try:
-            command_line = (Path("/proc") / str(pid) / "cmdline").read_bytes()
-        except FileNotFoundError:
-            return not Path("/proc/self").exists()  # no procfs (macOS): trust the pid file
-        # Empty while the process exits (its memory is gone before it becomes a zombie): still the broker.
-        return not command_line or (b"kafka.Kafka" in command_line and bytes(self.properties_file) in command_line)
-
-    def _wait_for_exit(self, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self._is_alive(pid):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.1)
-        return True
 
 
 def ensure_topics(settings: Settings, topics: Sequence[Topic] = TOPICS, timeout: float = 30.0) -> list[TopicState]:
@@ -431,53 +355,3 @@ def _random_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cluster_id.startswith("-"):
             return cluster_id
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """Whether binding host:port fails, the way the broker's bind would (with SO_REUSEADDR, as Java does)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def _port_open(host: str, port: int) -> bool:
-    """Whether something accepts connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether `pid` runs; a zombie (exited, not yet reaped by its parent) does not, and is reaped if it is ours."""
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        if Path("/proc/self").exists():
-            return False
-        try:  # no procfs (macOS)
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    if state not in ("Z", "X"):
-        return True
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # someone else's zombie: gone as far as we are concerned
-        return False
-    # Our child: the JVM's main thread can be a zombie while its other threads still exit; until they have, the
-    # process cannot be reaped and still holds its ports.
-    return reaped == 0
-
-
-def _signal(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # exited in the meantime
-        os.kill(pid, signum)

@@ -15,7 +15,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from ingestion import stack
 from ingestion.cli import main
 from ingestion.settings import Settings
-from ingestion.stack.kafka import KafkaBroker, PortInUseError, StackError, ensure_topics, parse_bootstrap
+from ingestion.stack.kafka import KafkaBroker, ensure_topics, parse_bootstrap
+from ingestion.stack.process import PortInUseError, StackError
 from ingestion.streaming.topics import IMPRESSIONS_TOPIC, SOURCE_FILE_HEADER, TOPICS, Topic
 
 
@@ -130,7 +131,7 @@ def test_down_stops_the_broker_and_a_restart_keeps_the_records(kafka_broker):
         assert stack.down(settings) == [("kafka", True)]  # a controlled shutdown, no SIGKILL
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-        assert not broker.pid_file.exists()
+        assert not broker.process.pid_file.exists()
         [status] = stack.status(settings)
         assert (status.running, status.healthy, status.pid) == (False, False, None)
         result = CliRunner().invoke(main, ["stack", "status"], env=_env(settings))
@@ -197,7 +198,7 @@ def test_start_refuses_a_port_taken_by_another_process(tmp_path):
         broker = KafkaBroker(Settings(data_dir=tmp_path, kafka_bootstrap_servers=f"127.0.0.1:{port}"))
         with pytest.raises(PortInUseError, match=f"127.0.0.1:{port} is in use by another process"):
             broker.start()
-    assert not broker.pid_file.exists()
+    assert not broker.process.pid_file.exists()
 
 
 def test_status_of_a_stack_that_is_not_running(tmp_path):
