@@ -6,15 +6,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JARS_STAMP := .jars/.resolved
 KAFKA_STAMP := .kafka/.resolved
+HADOOP_STAMP := .hadoop/.resolved
+POSTGRES_STAMP := $(VENV)/.postgres
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run run-stack test test-fast bench lint setup jars kafka-jars clean
+.PHONY: run run-stack test test-fast bench lint setup jars kafka-jars hadoop-jars postgres clean
 
 ## run: set up, then generate → load → transform → report → verify on the embedded warehouse
 run: setup
 	$(BIN)/adx run
 
-## run-stack: the main job through a real Kafka broker (started if needed, left running: `.venv/bin/adx stack down`)
+## run-stack: the main job on the shared warehouse: Kafka, HDFS, Postgres metastore, dbt through the Thrift server
+## (services started if needed and left running: `.venv/bin/adx stack down`)
 run-stack: setup
 	$(BIN)/adx run-stack
 
@@ -33,7 +36,7 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-setup: $(STAMP) $(JARS_STAMP) $(KAFKA_STAMP)
+setup: $(STAMP) $(JARS_STAMP) $(KAFKA_STAMP) $(HADOOP_STAMP) $(POSTGRES_STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -58,5 +61,22 @@ $(KAFKA_STAMP): jvm/kafka/pom.xml
 		-DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.kafka/libs
 	touch $@
 
+## hadoop-jars: the HDFS NameNode and DataNode of `adx stack up` (jvm/hadoop/pom.xml) into .hadoop/libs, and
+## their web pages (which the Maven jars leave out) into .hadoop/web
+hadoop-jars: $(HADOOP_STAMP)
+
+$(HADOOP_STAMP): jvm/hadoop/pom.xml
+	rm -rf .hadoop/libs .hadoop/web
+	mvn --batch-mode --quiet -f jvm/hadoop/pom.xml dependency:copy-dependencies dependency:unpack@webapps \
+		-DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.hadoop/libs
+	touch $@
+
+## postgres: the PostgreSQL server of the stack's metastore, from Debian's packages (apt-get; sudo if not root)
+postgres: $(POSTGRES_STAMP)
+
+$(POSTGRES_STAMP): scripts/install-postgres.sh $(STAMP)
+	scripts/install-postgres.sh
+	touch $@
+
 clean:
-	rm -rf data target logs .jars .kafka
+	rm -rf data target logs .jars .kafka .hadoop

@@ -14,6 +14,7 @@ import click
 
 from ingestion.console import format_csv, format_table
 from ingestion.settings import Settings
+from ingestion.stack import SERVICE_NAMES
 
 DEFAULT_START_DATE = "2026-11-01"
 # Sources of the streaming path, in landing order: Kafka topics, then tracking-system files.
@@ -26,8 +27,15 @@ def _settings() -> Settings:
 
 def _spark(settings: Settings):
     from ingestion.spark import get_spark
+    from ingestion.stack.preflight import StackError, check_warehouse
 
-    click.echo("Starting Spark (local, embedded metastore) ...", err=True)
+    try:
+        check_warehouse(settings)
+    except StackError as error:
+        click.secho(str(error), fg="red", err=True)
+        sys.exit(1)
+    metastore = "embedded metastore" if settings.metastore_is_derby else "shared metastore"
+    click.echo(f"Starting Spark (local, {metastore}, lake {settings.resolved_lake_uri}) ...", err=True)
     return get_spark(settings)
 
 
@@ -289,16 +297,24 @@ def transform(run_date: date | None, select: str | None) -> None:
 
 def _transform(spark, settings: Settings, run_date: date | None, select: str | None = None) -> None:
     from ingestion.loader import ensure_raw_tables
+    from ingestion.spark import refresh_tables
+    from ingestion.stack.preflight import StackError, check_dbt_target, thrift_diagnosis
     from ingestion.transform import DbtError, build
 
     ensure_raw_tables(spark)  # dbt's sources exist even before a source has delivered anything
 
-    started = _step(f"transform: dbt build{f' for {run_date}' if run_date else ' (all dates)'}")
+    target = settings.resolved_dbt_target
+    started = _step(f"transform: dbt build{f' for {run_date}' if run_date else ' (all dates)'} on target {target}")
     try:
+        check_dbt_target(settings)
         build(settings, run_date=run_date, select=select)
-    except DbtError as error:
+    except (DbtError, StackError) as error:
         click.secho(f"   {error}", fg="red", err=True)
+        if target == "thrift":
+            click.secho(f"   {thrift_diagnosis(settings)}", fg="red", err=True)
         sys.exit(1)
+    if target != "embedded":
+        refresh_tables(spark)  # another JVM rewrote the tables this session may have cached
     _done(started)
 
 
@@ -424,7 +440,7 @@ def monitor(monitor_args: tuple[str, ...]) -> None:
 def run_stack(days: int, scale: int, seed: int, start_date: date, mess_rate: float, stop_stack: bool) -> None:
     """The main job through the real broker: stack up → generate → ship impressions and bridge bid requests to
     Kafka → land the topics and the tracking files → transform → report → verify. Same marts as `adx run`."""
-    settings = _settings()
+    settings = _settings().for_stack()
     started = time.monotonic()
     _stack_up(settings)
     try:
@@ -442,6 +458,10 @@ def run_stack(days: int, scale: int, seed: int, start_date: date, mess_rate: flo
 
             down(settings)
     click.secho(f"\nadx run-stack finished in {time.monotonic() - started:.0f} s", bold=True)
+    click.echo(
+        f"SQL: beeline -u jdbc:hive2://127.0.0.1:{settings.thrift_port}/marts (docs/analysts.md); "
+        "`ADX_WAREHOUSE=stack adx sql ...` and `... adx verify` open the same warehouse."
+    )
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -459,49 +479,63 @@ def dbt(dbt_args: tuple[str, ...]) -> None:
 
 @main.group()
 def stack() -> None:
-    """The local services of the streaming path: a single-node Kafka broker (KRaft) on
-    ADX_KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:19092, controller on port + 1).
+    """The local services of the shared warehouse and the streaming path, in start order:
+
+    \b
+    postgres        the Hive metastore database    127.0.0.1:ADX_METASTORE_DB_PORT (15432)
+    hdfs-namenode   the lake's HDFS NameNode       127.0.0.1:ADX_HDFS_PORT (19820; web UI on +1)
+    hdfs-datanode   its DataNode                   127.0.0.1:ADX_HDFS_PORT + 2 to + 4
+    thrift          the Spark Thrift Server        127.0.0.1:ADX_THRIFT_PORT (10000)
+    kafka           a single-node broker (KRaft)   ADX_KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:19092)
 
     Everything binds to 127.0.0.1; data, logs and pid files are under ADX_DATA_DIR/stack. The services keep
-    running after the command returns, until `adx stack down`.
+    running after the command returns, until `adx stack down`. ADX_WAREHOUSE=stack points the other commands
+    at this warehouse.
     """
 
 
+_SERVICE_NAMES = click.argument("names", nargs=-1, type=click.Choice(SERVICE_NAMES))
+
+
 @stack.command("up")
-@click.option("--timeout", default=90, show_default=True, type=click.IntRange(1), help="Seconds to wait per service.")
-def stack_up(timeout: int) -> None:
-    """Start the services that are not running, wait until they serve requests, and create the Kafka topics
-    (ingestion/streaming/topics.py). Running it again changes nothing."""
-    _stack_up(_settings(), timeout)
+@_SERVICE_NAMES
+@click.option("--timeout", default=180, show_default=True, type=click.IntRange(1), help="Seconds to wait per service.")
+def stack_up(names: tuple[str, ...], timeout: int) -> None:
+    """Start the services (all, or those NAMES) that are not running, wait until they serve requests, and create
+    the Kafka topics (ingestion/streaming/topics.py). Running it again changes nothing."""
+    _stack_up(_settings(), timeout, names or None)
 
 
-def _stack_up(settings: Settings, timeout: int = 90) -> None:
+def _stack_up(settings: Settings, timeout: int = 180, only: tuple[str, ...] | None = None) -> None:
     from ingestion.stack import StackError, up
 
     started = _step(f"stack up: services under {settings.stack_dir}")
     try:
-        result = up(settings, timeout=timeout)
+        result = up(settings, timeout=timeout, only=only)
     except StackError as error:
         click.secho(f"   {error}", fg="red", err=True)
         sys.exit(1)
     click.echo(_services_table(result.services))
-    click.echo(f"\n   Kafka bootstrap servers: {settings.kafka_bootstrap_servers}")
-    rows = [(t.name, t.partitions, f"{t.retention_ms / 86_400_000:g} days", t.action) for t in result.topics]
-    click.echo(format_table(["topic", "partitions", "retention", "status"], rows))
+    if result.topics:
+        click.echo(f"\n   Kafka bootstrap servers: {settings.kafka_bootstrap_servers}")
+        rows = [(t.name, t.partitions, f"{t.retention_ms / 86_400_000:g} days", t.action) for t in result.topics]
+        click.echo(format_table(["topic", "partitions", "retention", "status"], rows))
     _done(started)
 
 
 @stack.command("down")
+@_SERVICE_NAMES
 @click.option(
     "--timeout", default=60, show_default=True, type=click.IntRange(1), help="Seconds to wait for a clean stop."
 )
-def stack_down(timeout: int) -> None:
-    """Stop the services (a clean shutdown; killed only after TIMEOUT). Their data stays for the next `up`."""
+def stack_down(names: tuple[str, ...], timeout: int) -> None:
+    """Stop the services (all, or those NAMES; a clean shutdown, killed only after TIMEOUT). Their data stays
+    for the next `up`."""
     from ingestion.stack import StackError, down
 
     started = _step("stack down")
     try:
-        stopped = down(_settings(), timeout=timeout)
+        stopped = down(_settings(), timeout=timeout, only=names or None)
     except StackError as error:
         click.secho(f"   {error}", fg="red", err=True)
         sys.exit(1)
@@ -511,11 +545,12 @@ def stack_down(timeout: int) -> None:
 
 
 @stack.command("status")
-def stack_status() -> None:
-    """Show whether each service runs and serves requests; exit 1 if any does not."""
+@_SERVICE_NAMES
+def stack_status(names: tuple[str, ...]) -> None:
+    """Show whether each service (all, or those NAMES) runs and serves requests; exit 1 if any does not."""
     from ingestion.stack import status
 
-    statuses = status(_settings())
+    statuses = status(_settings(), only=names or None)
     click.echo(_services_table(statuses))
     if not all(s.running and s.healthy for s in statuses):
         sys.exit(1)

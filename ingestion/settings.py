@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         """Shipper positions and Structured Streaming checkpoints."""
         return self.data_dir / "streaming"
 
+    def for_stack(self) -> Settings:
+        """These settings with warehouse=stack: what `adx stack up` and `adx run-stack` use (explicit locations,
+        ports and passwords are kept)."""
+        return Settings(**{**self.model_dump(), "warehouse": "stack"})
+
     @property
     def metastore_password_file(self) -> Path:
         """Where `adx stack up` keeps the password it generated for the Postgres metastore (mode 0600)."""

@@ -47,6 +47,12 @@ def spark_conf(settings: Settings, *, hive: bool = True) -> dict[str, str]:
         # table's partitions and prunes them itself (plans still show PartitionFilters).
         "spark.sql.hive.metastorePartitionPruningFallbackOnException": "true",
     }
+    if not settings.metastore_is_derby:
+        conf.update(_metastore_database_conf(settings))
+    if settings.resolved_lake_uri.startswith("hdfs://"):
+        from ingestion.stack.hdfs import hdfs_client_conf
+
+        conf.update(hdfs_client_conf(settings))
     if not hive:
         conf["spark.sql.catalogImplementation"] = "in-memory"
         conf = {key: value for key, value in conf.items() if not key.startswith(("spark.hadoop.", "spark.sql.hive."))}
@@ -54,6 +60,28 @@ def spark_conf(settings: Settings, *, hive: bool = True) -> dict[str, str]:
     if jars:
         conf["spark.jars"] = ",".join(str(jar) for jar in jars)
     return conf
+
+
+def _metastore_database_conf(settings: Settings) -> dict[str, str]:
+    """The metastore database is Derby (embedded, ships with pyspark) or PostgreSQL (the stack's; its JDBC driver
+    comes from jvm/pom.xml)."""
+    url = settings.resolved_metastore_url
+    if not url.startswith("jdbc:postgresql:"):
+        raise ValueError(f"ADX_METASTORE_URL is {url!r}: only Derby and PostgreSQL metastores are supported")
+    driver, jar_glob = "org.postgresql.Driver", "postgresql-*.jar"
+    jars = sorted(settings.jars_dir.glob(jar_glob))
+    if not jars:
+        raise FileNotFoundError(f"no {jar_glob} in {settings.jars_dir}: run `make jars`")
+    return {
+        "spark.hadoop.javax.jdo.option.ConnectionDriverName": driver,
+        "spark.hadoop.javax.jdo.option.ConnectionUserName": settings.metastore_user,
+        "spark.hadoop.javax.jdo.option.ConnectionPassword": settings.resolved_metastore_password(),
+        # DataNucleus loads the driver through the JVM's own class path, not through spark.jars.
+        "spark.driver.extraClassPath": str(jars[-1]),
+        # `adx stack up` creates the whole schema (ingestion/stack/metastore_schema.py): clients creating tables
+        # lazily, mid-transaction, can wait for ever on their own locks.
+        "spark.hadoop.datanucleus.schema.autoCreateAll": "false",
+    }
 
 
 def get_spark(settings: Settings, *, hive: bool = True) -> SparkSession:
@@ -69,3 +97,13 @@ def get_spark(settings: Settings, *, hive: bool = True) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def refresh_tables(spark: SparkSession, databases: tuple[str, ...] = ("staging", "intermediate", "marts")) -> None:
+    """Drop this session's cached metadata and file listings of the tables another process (the Thrift server,
+    for dbt's thrift target) has rewritten."""
+    existing = {row.namespace for row in spark.sql("SHOW DATABASES").collect()}
+    for database in databases:
+        if database in existing:
+            for table in spark.catalog.listTables(database):
+                spark.catalog.refreshTable(f"{database}.{table.name}")

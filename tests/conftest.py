@@ -5,6 +5,7 @@ The embedded Derby metastore admits one JVM, so every integration test of a pyte
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,53 @@ def spark(warehouse_settings):
     session = get_spark(warehouse_settings)
     yield session
     session.stop()
+
+
+@dataclass(frozen=True)
+class BuiltWarehouse:
+    """The embedded warehouse of `built_warehouse`: generated, loaded, and built with every dbt test."""
+
+    settings: Settings
+    results: list  # the loader's BatchResult per batch
+    manifest: dict  # the generator's manifest: expected records, quarantines and rejects per source
+
+
+def _lake_files(settings: Settings) -> frozenset[tuple[str, int, int]]:
+    """(path, size, mtime) of every file of the lake: changes when any table is written or dropped."""
+    lake = Path(settings.resolved_lake_uri)
+    return frozenset((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in lake.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="session")
+def _built_warehouse_cache() -> dict:
+    return {}
+
+
+@pytest.fixture
+def built_warehouse(spark, warehouse_settings, _built_warehouse_cache) -> BuiltWarehouse:
+    """Two days at 20,000 impressions a day (seed 7), loaded and built with every dbt test, shared by the tests
+    of the session (a build takes minutes).
+
+    Built on first use and again only if the lake changed since: tests that reload or rebuild the session's
+    warehouse for themselves (tests/loader, tests/pipeline/test_incremental.py) replace these tables. Tests that
+    use it must leave the lake as they found it.
+    """
+    cache = _built_warehouse_cache
+    if cache.get("lake") != _lake_files(warehouse_settings) or "warehouse" not in cache:
+        from ingestion.generator import generate
+        from ingestion.loader import load
+        from ingestion.transform import build
+
+        settings = warehouse_settings
+        for schema in ("raw", "staging", "intermediate", "marts", "reference"):
+            spark.sql(f"drop database if exists {schema} cascade")
+        summary = generate(settings.data_dir, days=2, scale=20_000, seed=7)
+        results = load(spark, settings)
+        build(settings)  # seeds, models and every dbt test (reconciliation, unit tests) must pass
+        manifest = json.loads(summary.manifest_path.read_text())
+        cache["warehouse"] = BuiltWarehouse(settings, results, manifest)
+        cache["lake"] = _lake_files(warehouse_settings)
+    return cache["warehouse"]
 
 
 @dataclass(frozen=True)

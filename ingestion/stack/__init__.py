@@ -1,20 +1,25 @@
-"""The local services of the streaming path, started and stopped by `adx stack up|down|status`.
+"""The local services of the shared warehouse and the streaming path, started and stopped by
+`adx stack up|down|status`: PostgreSQL (the Hive metastore database), HDFS (NameNode and DataNode: the lake),
+the Spark Thrift Server (dbt's thrift target and SQL analysts) and the Kafka broker.
 
 Every service binds to 127.0.0.1 only and keeps its data, logs and pid file under `settings.stack_dir`. Services
-are started in the order of SERVICES and stopped in reverse order. To add one (HDFS, Postgres, the Thrift
-server), write a class with the `Service` interface in its own module, next to kafka.py, and append it to SERVICES;
-provisioning that needs the whole stack (like the Kafka topics) goes in `up()`.
+are started in the order of SERVICES and stopped in reverse order. To add one, write a class with the `Service`
+interface in its own module (process.py has what they share) and add it to SERVICES; provisioning that needs
+the whole stack (like the Kafka topics) goes in `up()`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
 from ingestion.settings import Settings
+from ingestion.stack.hdfs import HdfsDataNode, HdfsNameNode
 from ingestion.stack.kafka import KafkaBroker, TopicState, ensure_topics
+from ingestion.stack.postgres import PostgresMetastoreDb
 from ingestion.stack.process import PortInUseError, StackError
+from ingestion.stack.thrift import ThriftServer
 
 __all__ = ["SERVICES", "PortInUseError", "StackError", "StackUp", "down", "services", "status", "up"]
 
@@ -48,8 +53,16 @@ class Service(Protocol):
     def status(self) -> ServiceStatus: ...
 
 
-# In start order. Each entry builds the service from the settings.
-SERVICES: tuple[Callable[[Settings], Service], ...] = (KafkaBroker,)
+# In start order: the Thrift server needs the metastore database and the lake. Each entry builds the service
+# from the settings.
+SERVICES: tuple[Callable[[Settings], Service], ...] = (
+    PostgresMetastoreDb,
+    HdfsNameNode,
+    HdfsDataNode,
+    ThriftServer,
+    KafkaBroker,
+)
+SERVICE_NAMES = ("postgres", "hdfs-namenode", "hdfs-datanode", "thrift", "kafka")
 
 
 @dataclass(frozen=True)
@@ -58,24 +71,31 @@ class StackUp:
     topics: list[TopicState]
 
 
-def services(settings: Settings) -> list[Service]:
-    return [make(settings) for make in SERVICES]
+def services(settings: Settings, only: Collection[str] | None = None) -> list[Service]:
+    """The services (all, or those named in `only`), in start order, built from `settings.for_stack()`: the
+    stack is what ADX_WAREHOUSE=stack uses, whatever this process's ADX_WAREHOUSE says."""
+    unknown = set(only or ()) - set(SERVICE_NAMES)
+    if unknown:
+        raise StackError(f"no service {', '.join(sorted(unknown))}: the services are {', '.join(SERVICE_NAMES)}")
+    stack_settings = settings.for_stack()
+    stack = [make(stack_settings) for make in SERVICES]
+    return [service for service in stack if only is None or service.name in only]
 
 
-def up(settings: Settings, timeout: float = 90.0) -> StackUp:
-    """Start every service that is not running (each within `timeout` seconds), then create the Kafka topics.
-    Running it again changes nothing."""
-    stack = services(settings)
+def up(settings: Settings, timeout: float = 90.0, only: Collection[str] | None = None) -> StackUp:
+    """Start every service (or those in `only`) that is not running, each within `timeout` seconds, then create
+    the Kafka topics. Running it again changes nothing."""
+    stack = services(settings, only)
     for service in stack:
         service.start(timeout)
-    topics = ensure_topics(settings)
+    topics = ensure_topics(settings) if any(service.name == "kafka" for service in stack) else []
     return StackUp(services=[service.status() for service in stack], topics=topics)
 
 
-def down(settings: Settings, timeout: float = 60.0) -> list[tuple[str, bool]]:
-    """Stop every service, in reverse start order. Returns (service, stopped cleanly) pairs."""
-    return [(service.name, service.stop(timeout)) for service in reversed(services(settings))]
+def down(settings: Settings, timeout: float = 60.0, only: Collection[str] | None = None) -> list[tuple[str, bool]]:
+    """Stop every service (or those in `only`), in reverse start order. Returns (service, stopped cleanly) pairs."""
+    return [(service.name, service.stop(timeout)) for service in reversed(services(settings, only))]
 
 
-def status(settings: Settings) -> list[ServiceStatus]:
-    return [service.status() for service in services(settings)]
+def status(settings: Settings, only: Collection[str] | None = None) -> list[ServiceStatus]:
+    return [service.status() for service in services(settings, only)]

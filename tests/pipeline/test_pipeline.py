@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 from datetime import date
 
 import pytest
 from click.testing import CliRunner
 
 from ingestion.cli import main as adx
-from ingestion.generator import generate
-from ingestion.loader import load
-from ingestion.transform import build
 from ingestion.verify import verify
 
 pytestmark = pytest.mark.integration
@@ -26,17 +22,10 @@ STAGED = {
 }
 
 
-@pytest.fixture(scope="module")
-def built(spark, warehouse_settings):
-    """Two days at 20,000 impressions a day, loaded and built with every dbt test."""
-    settings = warehouse_settings
-    for schema in ("raw", "staging", "intermediate", "marts", "reference"):
-        spark.sql(f"drop database if exists {schema} cascade")
-    summary = generate(settings.data_dir, days=2, scale=20_000, seed=7)
-    results = load(spark, settings)
-    build(settings)  # seeds, models and every dbt test (reconciliation, unit tests) must pass
-    manifest = json.loads(summary.manifest_path.read_text())
-    return settings, results, manifest
+@pytest.fixture
+def built(built_warehouse):
+    """The session's built warehouse (tests/conftest.py) as (settings, load results, generator manifest)."""
+    return built_warehouse.settings, built_warehouse.results, built_warehouse.manifest
 
 
 def test_marts_reproduce_the_ground_truth(spark, built):

@@ -56,7 +56,7 @@ def _env(settings: Settings) -> dict[str, str]:
 
 @pytest.mark.integration
 def test_up_gives_a_healthy_broker_with_the_configured_topics(kafka_broker):
-    [status] = stack.status(kafka_broker.settings)
+    [status] = stack.status(kafka_broker.settings, only=["kafka"])
     assert (status.name, status.running, status.healthy) == ("kafka", True, True)
     assert status.address == kafka_broker.bootstrap_servers
     assert set(status.topics) >= {t.name for t in TOPICS}
@@ -112,7 +112,7 @@ def test_a_produced_record_is_consumed_by_a_consumer_group(kafka_broker):
 def test_up_again_is_a_no_op(kafka_broker):
     pid = kafka_broker.broker.pid()
     started = time.monotonic()
-    result = stack.up(kafka_broker.settings)
+    result = stack.up(kafka_broker.settings, only=["kafka"])
     assert time.monotonic() - started < 5
     assert kafka_broker.broker.pid() == pid
     assert [s.pid for s in result.services] == [pid]
@@ -128,15 +128,15 @@ def test_down_stops_the_broker_and_a_restart_keeps_the_records(kafka_broker):
     pid = broker.pid()
     assert pid is not None
     try:
-        assert stack.down(settings) == [("kafka", True)]  # a controlled shutdown, no SIGKILL
+        assert stack.down(settings, only=["kafka"]) == [("kafka", True)]  # a controlled shutdown, no SIGKILL
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
         assert not broker.process.pid_file.exists()
-        [status] = stack.status(settings)
+        [status] = stack.status(settings, only=["kafka"])
         assert (status.running, status.healthy, status.pid) == (False, False, None)
-        result = CliRunner().invoke(main, ["stack", "status"], env=_env(settings))
+        result = CliRunner().invoke(main, ["stack", "status", "kafka"], env=_env(settings))
         assert result.exit_code == 1, result.output
-        assert stack.down(settings) == [("kafka", True)]  # down twice: nothing to do
+        assert stack.down(settings, only=["kafka"]) == [("kafka", True)]  # down twice: nothing to do
     finally:
         broker.start()
 
@@ -167,12 +167,12 @@ def test_ensure_topics_fixes_retention_and_refuses_another_partition_count(kafka
 def test_cli_up_and_status_on_a_running_broker(kafka_broker):
     runner = CliRunner()
     env = _env(kafka_broker.settings)
-    up = runner.invoke(main, ["stack", "up"], env=env)
+    up = runner.invoke(main, ["stack", "up", "kafka"], env=env)
     assert up.exit_code == 0, up.output
     assert kafka_broker.bootstrap_servers in up.output
     assert all(t.name in up.output for t in TOPICS)
 
-    status = runner.invoke(main, ["stack", "status"], env=env)
+    status = runner.invoke(main, ["stack", "status", "kafka"], env=env)
     assert status.exit_code == 0, status.output
     assert "kafka" in status.output and str(kafka_broker.broker.pid()) in status.output
 
@@ -203,9 +203,9 @@ def test_start_refuses_a_port_taken_by_another_process(tmp_path):
 
 def test_status_of_a_stack_that_is_not_running(tmp_path):
     settings = Settings(data_dir=tmp_path, kafka_bootstrap_servers=f"127.0.0.1:{_free_port()}")
-    [status] = stack.status(settings)
+    [status] = stack.status(settings, only=["kafka"])
     assert (status.name, status.running, status.healthy, status.detail) == ("kafka", False, False, "stopped")
-    result = CliRunner().invoke(main, ["stack", "status"], env=_env(settings))
+    result = CliRunner().invoke(main, ["stack", "status", "kafka"], env=_env(settings))
     assert result.exit_code == 1
     assert "stopped" in result.output
 

@@ -34,3 +34,40 @@ def test_telemetry_is_off():
     project = yaml.safe_load(Path(PROJECT_DIR / "dbt_project.yml").read_text())
     assert project["flags"]["send_anonymous_usage_stats"] is False
     assert Settings().dbt_env()["DBT_SEND_ANONYMOUS_USAGE_STATS"] == "false"
+
+
+def test_the_stack_warehouse_is_hdfs_postgres_and_the_thrift_server(monkeypatch, tmp_path):
+    for name in ("ADX_LAKE_URI", "ADX_METASTORE_URL", "ADX_DBT_TARGET", "ADX_WAREHOUSE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(data_dir=tmp_path, hdfs_port=20000, metastore_db_port=20100, thrift_port=20200).for_stack()
+    assert settings.resolved_lake_uri == "hdfs://127.0.0.1:20000/adx/lake"
+    assert settings.resolved_metastore_url == "jdbc:postgresql://127.0.0.1:20100/metastore"
+    assert settings.resolved_dbt_target == "thrift"
+    assert settings.dbt_env()["ADX_THRIFT_PORT"] == "20200"
+    # An explicit location wins over the stack's default: the lake is one setting.
+    monkeypatch.setenv("ADX_LAKE_URI", str(tmp_path / "lake"))
+    assert Settings(data_dir=tmp_path).for_stack().resolved_lake_uri == str(tmp_path / "lake")
+
+
+def test_a_postgres_metastore_gets_its_driver_user_and_generated_password(tmp_path):
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    (jars / "postgresql-42.7.14.jar").touch()
+    settings = Settings(data_dir=tmp_path, jars_dir=jars, warehouse="stack")
+    settings.metastore_password_file.parent.mkdir(parents=True)
+    settings.metastore_password_file.write_text("generated-secret\n")
+    conf = spark_conf(settings)
+    assert conf["spark.hadoop.javax.jdo.option.ConnectionDriverName"] == "org.postgresql.Driver"
+    assert conf["spark.hadoop.javax.jdo.option.ConnectionUserName"] == "adx"
+    assert conf["spark.hadoop.javax.jdo.option.ConnectionPassword"] == "generated-secret"
+    assert conf["spark.driver.extraClassPath"] == str(jars / "postgresql-42.7.14.jar")
+    explicit = Settings(data_dir=tmp_path, jars_dir=jars, warehouse="stack", metastore_password="from-env")
+    assert spark_conf(explicit)["spark.hadoop.javax.jdo.option.ConnectionPassword"] == "from-env"
+    assert "from-env" not in repr(explicit)  # a SecretStr: not in logs or tracebacks
+
+
+def test_the_thrift_profile_connects_to_the_configured_port():
+    profile = yaml.safe_load(Path(PROJECT_DIR / "profiles" / "profiles.yml").read_text())
+    thrift = profile["adx"]["outputs"]["thrift"]
+    assert (thrift["method"], thrift["host"]) == ("thrift", "127.0.0.1")
+    assert "ADX_THRIFT_PORT" in thrift["port"]
