@@ -2,6 +2,7 @@
 
 Each size runs in its own process (the embedded Derby metastore admits one JVM) on a fresh data folder.
 Writes bench/results/<date>.json and <date>.md and prints the summary. Never part of `make test`.
+Other suites: streaming (bench/streaming.py) and analyst (bench/analyst.py); `--suite all` runs the three.
 """
 
 from __future__ import annotations
@@ -97,10 +98,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--suite",
-        choices=("embedded", "streaming", "all"),
+        choices=("embedded", "streaming", "analyst", "all"),
         default="embedded",
         help="embedded: generate, load and dbt build per size (default); streaming: bench/streaming.py (producer -> "
-        "Kafka -> raw Parquet) at the first of --sizes; all: both.",
+        "Kafka -> raw Parquet) at the first of --sizes; analyst: bench/analyst.py (the 30-day campaign-performance "
+        "query through the Thrift server, aggregate against facts) at --impressions; all: the three.",
+    )
+    parser.add_argument(
+        "--impressions",
+        type=int,
+        default=10_000_000,
+        help="analyst suite: impressions over its 30 days (default: %(default)s).",
     )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
@@ -114,6 +122,12 @@ def main() -> None:
         from bench import streaming
 
         streaming.run(int(args.sizes.split(",")[0]), args.seed)
+        return
+
+    if args.suite == "analyst":
+        from bench import analyst
+
+        analyst.run(args.impressions, args.seed)
         return
 
     results = []
@@ -144,9 +158,10 @@ def main() -> None:
     print(markdown)
 
     if args.suite == "all":
-        from bench import streaming
+        from bench import analyst, streaming
 
         streaming.run(int(args.sizes.split(",")[0]), args.seed)
+        analyst.run(args.impressions, args.seed)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import click
 
@@ -345,17 +346,32 @@ def _report(spark, settings: Settings, docs: bool) -> None:
 
 
 @main.command()
-@click.argument("query")
+@click.argument("query", required=False)
+@click.option(
+    "--file",
+    "script",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Run the statements of a SQL file (e.g. docs/analyst_queries/*.sql) and print the last one's result.",
+)
 @click.option("--format", "output_format", type=click.Choice(["table", "csv"]), default="table", show_default=True)
 @click.option("--limit", default=1000, show_default=True, help="Rows to print at most (0: all).")
-def sql(query: str, output_format: str, limit: int) -> None:
-    """Run a SQL query on the embedded warehouse and print the result."""
+def sql(query: str | None, script: Path | None, output_format: str, limit: int) -> None:
+    """Run a SQL query (or the statements of --file) on the warehouse and print the result."""
     from pyspark.errors import PySparkException
 
+    from ingestion.sql_script import sql_statements
+
+    if (query is None) == (script is None):
+        raise click.UsageError("give either a QUERY or --file")
+    statements = sql_statements(script.read_text()) if script else [query]
+    if not statements:
+        raise click.UsageError(f"{script} has no statement")
     settings = _settings()
     spark = _spark(settings)
     try:
-        frame = spark.sql(query)
+        for statement in statements[:-1]:
+            spark.sql(statement)
+        frame = spark.sql(statements[-1])
         rows = [tuple(r) for r in (frame.limit(limit) if limit else frame).collect()]
     except PySparkException as error:
         click.secho(f"query failed: {error}", fg="red", err=True)

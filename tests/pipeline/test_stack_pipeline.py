@@ -1,50 +1,285 @@
-"""`adx run-stack` (generate → shipper and RTB bridge → Kafka → landers → dbt) against `adx run` (generate → batch
-loader → dbt) on the same seed: both verify against the ground truth, and their marts are identical row for row.
+"""The shared warehouse end to end: `adx run-stack` (Kafka → landers → raw tables on HDFS, registered in the
+Postgres metastore → dbt on the `thrift` target, run by the Spark Thrift Server) against the embedded warehouse
+of the session (`built_warehouse`: batch loader, local lake, Derby, dbt in-process) on the same seed. Then what
+analysts see through the Thrift server against `adx sql` on the embedded warehouse, and how the stack fails: a
+wrong or unreachable metastore, a stopped DataNode, a Thrift server killed mid-run.
 
-Each path runs as its own `adx` process on its own data folder, as a newcomer would run it; run-stack starts
-its own broker on a free port (so that no other test's records are on its topics) and stops it at the end.
+Every `adx` runs as its own process, as an operator would run it. The stack runs on free ports in a temporary
+data folder for the whole module and is stopped at the end; the tests run in file order and share it.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from query_plans import assert_no_shuffle_join, assert_prunes_partitions, read_statements
+
+from ingestion.cli import main
+from ingestion.settings import PROJECT_DIR, Settings
+from ingestion.stack.process import port_in_use
+from ingestion.stack.thrift import spark_home
 
 pytestmark = pytest.mark.integration
 
 ADX = str(Path(sys.executable).parent / "adx")
-DATASET = ["--days", "2", "--scale", "5000", "--seed", "11"]
+DATASET = ["--days", "2", "--scale", "20000", "--seed", "7"]  # the dataset of the built_warehouse fixture
 MARTS = ("fct_impressions", "fct_clicks", "fct_conversions", "agg_campaign_daily", "agg_rtb_daily", "dim_users")
+QUERIES = PROJECT_DIR / "docs" / "analyst_queries"
+# Ports from the base: Postgres, HDFS (5), Thrift, Kafka (2).
+PORT_BLOCK = 9
 
 
-def _adx(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "ADX_DATA_DIR": str(data_dir), "ADX_SPARK_DRIVER_MEMORY": "1500m", **env}
-    return subprocess.run([ADX, *args], env=environment, capture_output=True, text=True, timeout=1200)
+@dataclass(frozen=True)
+class Stack:
+    env: dict[str, str]  # the environment of an `adx` on this stack
+    settings: Settings  # the same, as settings (warehouse=stack)
+    run: subprocess.CompletedProcess  # `adx run-stack`
 
 
-def test_stack_path_gives_the_marts_of_the_embedded_path(tmp_path, free_broker_port, spark):
-    embedded, streamed = tmp_path / "embedded", tmp_path / "stack"
+def _adx(args: list[str], env: dict[str, str], timeout: float = 1200) -> subprocess.CompletedProcess:
+    result = subprocess.run([ADX, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    # The whole output, for when the tail in an assertion message is not enough.
+    log = Path(env["ADX_DATA_DIR"]) / "adx-commands.log"
+    with log.open("a") as out:
+        out.write(f"\n\n$ adx {' '.join(args)}  (exit {result.returncode})\n{result.stdout}\n{result.stderr}")
+    return result
 
-    stack_run = _adx(
-        ["run-stack", *DATASET, "--stop-stack"],
-        streamed,
-        ADX_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_broker_port}",
+
+def _output(result: subprocess.CompletedProcess) -> str:
+    return f"(whole output in ADX_DATA_DIR/adx-commands.log)\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+
+
+def _free_port_block(size: int = PORT_BLOCK) -> int:
+    """A base port with `size` free ports from it, in 22100-22999 (outside the ephemeral range)."""
+    bases = list(range(22100, 23000 - size, 10))
+    random.shuffle(bases)
+    for base in bases:
+        if not any(port_in_use("127.0.0.1", port) for port in range(base, base + size)):
+            return base
+    raise RuntimeError("no free block of ports in 22100-22999 for the test stack")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("adx-stack")
+    base = _free_port_block()
+    env = {
+        **os.environ,
+        "ADX_DATA_DIR": str(data_dir),
+        "ADX_WAREHOUSE": "stack",
+        "ADX_METASTORE_DB_PORT": str(base),
+        "ADX_HDFS_PORT": str(base + 1),
+        "ADX_THRIFT_PORT": str(base + 6),
+        "ADX_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{base + 7}",
+        "ADX_SPARK_DRIVER_MEMORY": "1500m",
+        "ADX_THRIFT_DRIVER_MEMORY": "1500m",
+    }
+    settings = Settings(
+        data_dir=data_dir,
+        warehouse="stack",
+        metastore_db_port=base,
+        hdfs_port=base + 1,
+        thrift_port=base + 6,
+        kafka_bootstrap_servers=f"127.0.0.1:{base + 7}",
     )
-    assert stack_run.returncode == 0, stack_run.stdout[-3000:] + stack_run.stderr[-3000:]
-    assert "marts match the ground truth" in stack_run.stdout
-    assert "dead-lettered (malformed_json" in stack_run.stdout  # the shipper's dead letters reached quarantine
+    try:
+        run = _adx(["run-stack", *DATASET, "--keep-stack"], env)
+        yield Stack(env=env, settings=settings, run=run)
+    finally:
+        _adx(["stack", "down"], env, timeout=300)
 
-    embedded_run = _adx(["run", *DATASET], embedded)
-    assert embedded_run.returncode == 0, embedded_run.stdout[-3000:] + embedded_run.stderr[-3000:]
+
+def _thrift_rows(stack: Stack, statements: list[str]) -> list[tuple]:
+    """Run statements in one Thrift session (as dbt and analysts do, through PyHive); the last one's rows."""
+    from pyhive import hive
+
+    connection = hive.connect(host="127.0.0.1", port=stack.settings.thrift_port, username="analyst")
+    try:
+        cursor = connection.cursor()
+        for statement in statements:
+            cursor.execute(statement)
+        return cursor.fetchall()
+    finally:
+        connection.close()
+
+
+def _normalised(rows: list[list]) -> list[tuple]:
+    """Rows as text, numbers rounded, so that PyHive's values and beeline's and adx's CSV compare."""
+
+    def cell(value) -> str:
+        if value is None or value in ("", "NULL", "null"):
+            return ""
+        try:
+            return f"{float(value):.6f}"
+        except (TypeError, ValueError):
+            return str(value)
+
+    return [tuple(cell(value) for value in row) for row in rows]
+
+
+def test_the_stack_path_builds_and_verifies_the_marts_of_the_embedded_path(stack, spark, built_warehouse):
+    assert stack.run.returncode == 0, _output(stack.run)
+    assert "on target thrift" in stack.run.stdout
+    assert "marts match the ground truth" in stack.run.stdout
+    assert "dead-lettered (malformed_json" in stack.run.stdout  # the shipper's dead letters reached quarantine
+    lake = stack.settings.resolved_lake_uri
+    assert lake.startswith("hdfs://127.0.0.1:")
 
     for mart in MARTS:
-        from_files = spark.read.parquet(str(embedded / "lake" / "marts.db" / mart))
-        from_kafka = spark.read.parquet(str(streamed / "lake" / "marts.db" / mart))
-        assert from_files.count() > 0, mart
-        assert from_files.schema == from_kafka.schema, mart
-        assert from_files.exceptAll(from_kafka).count() == 0, f"{mart}: rows of the embedded path missing"
-        assert from_kafka.exceptAll(from_files).count() == 0, f"{mart}: rows only the stack path has"
+        embedded = spark.table(f"marts.{mart}")
+        from_stack = spark.read.parquet(f"{lake}/marts.db/{mart}")  # the HDFS lake, read by path
+        assert embedded.count() > 0, mart
+        assert sorted(embedded.dtypes) == sorted(from_stack.dtypes), mart
+        from_stack = from_stack.select(*embedded.columns)
+        assert embedded.exceptAll(from_stack).count() == 0, f"{mart}: rows of the embedded path missing"
+        assert from_stack.exceptAll(embedded).count() == 0, f"{mart}: rows only the stack path has"
+
+    # The tables are registered in the Postgres metastore, with their HDFS location.
+    described = _thrift_rows(stack, ["describe formatted marts.fct_impressions"])
+    [location] = [row[1] for row in described if row[0] == "Location"]
+    assert location == f"{lake}/marts.db/fct_impressions"
+
+
+@pytest.mark.parametrize(
+    "query", ["campaign_performance.sql", "funnel_by_demographic.sql", "rtb_win_rate_by_exchange.sql"]
+)
+def test_beeline_and_pyhive_answer_as_adx_sql_on_the_embedded_path(stack, built_warehouse, query):
+    path = QUERIES / query
+    embedded_env = {"ADX_DATA_DIR": str(built_warehouse.settings.data_dir), "ADX_WAREHOUSE": "embedded"}
+    embedded = CliRunner().invoke(
+        main, ["sql", "--file", str(path), "--format", "csv", "--limit", "0"], env=embedded_env
+    )
+    assert embedded.exit_code == 0, embedded.output
+    expected = list(csv.reader(io.StringIO(embedded.stdout)))
+    header, expected_rows = expected[0], expected[1:]
+    assert expected_rows, f"{query} returns no row on the embedded path"
+
+    pyhive_rows = _thrift_rows(stack, read_statements(path))
+    assert _normalised(pyhive_rows) == _normalised(expected_rows)
+
+    beeline = subprocess.run(
+        [
+            str(spark_home() / "bin" / "beeline"),
+            "-u",
+            f"jdbc:hive2://127.0.0.1:{stack.settings.thrift_port}/marts",
+            "-n",
+            "analyst",
+            "--outputformat=csv2",
+            "--silent=true",
+            "-f",
+            str(path),
+        ],
+        env={**stack.env, "SPARK_HOME": str(spark_home())},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert beeline.returncode == 0, beeline.stdout[-3000:] + beeline.stderr[-3000:]
+    # The result set of the last statement, from its header line on (beeline also echoes its prompts).
+    lines = beeline.stdout.splitlines()
+    header_line = max(i for i, line in enumerate(lines) if line.endswith(",".join(header)))
+    beeline_rows = list(csv.reader(line for line in lines[header_line + 1 :] if line and not line.endswith("> ")))
+    assert _normalised(beeline_rows) == _normalised(expected_rows)
+
+
+def test_query_plans_through_the_thrift_server_prune_partitions_and_join_buckets_without_shuffle(stack):
+    *declarations, query = read_statements(QUERIES / "campaign_delivery_by_site.sql")
+    set_range = ["set var param_start_date = date'2026-11-01'", "set var param_end_date = date'2026-11-01'"]
+    [[plan]] = _thrift_rows(stack, [*declarations, *set_range, f"explain formatted {query}"])
+    partitions = len(_thrift_rows(stack, ["show partitions marts.fct_impressions"]))
+    assert partitions > 2
+    assert assert_prunes_partitions(plan, "fct_impressions", ["campaign_id", "event_date"], partitions) == 1
+
+    join = "select count(*) from marts.fct_impressions as i join marts.fct_clicks as c on i.user_id = c.user_id"
+    no_broadcast = "set spark.sql.autoBroadcastJoinThreshold=-1"  # else the smaller side is broadcast
+    [[plan]] = _thrift_rows(stack, [no_broadcast, f"explain formatted {join}"])
+    assert_no_shuffle_join(plan)
+    [[control]] = _thrift_rows(
+        stack, [no_broadcast, "set spark.sql.sources.bucketing.enabled=false", f"explain formatted {join}"]
+    )
+    with pytest.raises(AssertionError, match="shuffles its input"):
+        assert_no_shuffle_join(control)
+
+
+def _one_clear_line(result: subprocess.CompletedProcess) -> str:
+    """The error an operator sees: one line on stderr, no Java or Python stack trace."""
+    assert result.returncode == 1, _output(result)
+    assert "Traceback" not in result.stderr and "\tat " not in result.stderr, result.stderr[-3000:]
+    return result.stderr
+
+
+def test_a_wrong_or_unreachable_metastore_is_one_clear_line(stack):
+    wrong = _adx(["verify"], {**stack.env, "ADX_METASTORE_PASSWORD": "not-the-password"}, timeout=120)
+    assert "ADX_METASTORE_PASSWORD" in _one_clear_line(wrong)
+
+    unused = _free_port_block(1)
+    unreachable = _adx(["verify"], {**stack.env, "ADX_METASTORE_DB_PORT": str(unused)}, timeout=120)
+    message = _one_clear_line(unreachable)
+    assert "ADX_METASTORE_URL" in message and f"127.0.0.1:{unused}" in message
+
+
+def test_a_stopped_datanode_fails_jobs_clearly_and_after_a_restart_the_pipeline_resumes(stack):
+    down = _adx(["stack", "down", "hdfs-datanode"], stack.env, timeout=120)
+    assert down.returncode == 0, _output(down)
+    try:
+        for job in (["verify"], ["transform", "--select", "marts"]):
+            failed = _adx(job, stack.env, timeout=300)
+            assert "no live DataNode" in _one_clear_line(failed), job
+    finally:
+        up = _adx(["stack", "up", "hdfs-datanode"], stack.env, timeout=300)
+        assert up.returncode == 0, _output(up)
+
+    rebuilt = _adx(["transform", "--select", "marts"], stack.env)
+    assert rebuilt.returncode == 0, _output(rebuilt)
+    verified = _adx(["verify"], stack.env)
+    assert verified.returncode == 0 and "marts match the ground truth" in verified.stdout, _output(verified)
+
+
+def test_a_thrift_server_killed_mid_run_fails_the_run_leaves_the_marts_whole_and_a_rerun_succeeds(stack):
+    pid_file = stack.settings.stack_dir / "thrift" / "thriftserver.pid"
+    transform = subprocess.Popen(
+        [ADX, "transform", "--select", "marts"],
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    try:
+        for line in transform.stdout:  # dbt's progress, until the biggest mart starts
+            seen.append(line)
+            if "START" in line and "marts.fct_impressions" in line:
+                time.sleep(2)  # inside the insert overwrite
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                break
+        else:
+            pytest.fail("dbt never started marts.fct_impressions:\n" + "".join(seen[-40:]))
+        output = "".join(seen) + transform.stdout.read()
+        assert transform.wait(timeout=600) == 1, output[-4000:]
+    finally:
+        if transform.poll() is None:
+            transform.kill()
+    assert "The Spark Thrift Server at" in output and "is not running" in output, output[-4000:]
+
+    # Nothing half-written: the marts are still those of the last complete run, which match the ground truth.
+    intact = _adx(["verify"], stack.env)
+    assert intact.returncode == 0 and "marts match the ground truth" in intact.stdout, _output(intact)
+
+    up = _adx(["stack", "up", "thrift"], stack.env, timeout=300)
+    assert up.returncode == 0, _output(up)
+    rerun = _adx(["transform", "--select", "marts"], stack.env)
+    assert rerun.returncode == 0, _output(rerun)
+    verified = _adx(["verify"], stack.env)
+    assert verified.returncode == 0 and "marts match the ground truth" in verified.stdout, _output(verified)

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingestion.sql_script import sql_statements
+
 # Physical operators that move rows between partitions: shuffles and broadcasts, before (Exchange) and during
 # (query stages, AQE's shuffle reads) adaptive execution.
 _SHUFFLE_NODE = re.compile(r"Exchange|QueryStage|AQEShuffleRead|ShuffleRead")
@@ -164,24 +166,5 @@ def assert_no_shuffle_join(plan: str) -> None:
     )
 
 
-def statements(sql: str) -> list[str]:
-    """The statements of an analyst query file (or any script whose statements end with `;` at the end of a
-    line), without comment-only lines: what to send one by one to spark.sql() or a PyHive cursor, which take
-    one statement each. The last one is the query."""
-    found = []
-    current: list[str] = []
-    for line in sql.splitlines():
-        if line.strip().startswith("--"):
-            continue
-        current.append(line)
-        if line.rstrip().endswith(";"):
-            found.append("\n".join(current).strip().removesuffix(";").strip())
-            current = []
-    rest = "\n".join(current).strip()
-    if rest:
-        found.append(rest)
-    return [statement for statement in found if statement]
-
-
 def read_statements(path: Path) -> list[str]:
-    return statements(path.read_text())
+    return sql_statements(path.read_text())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from analytics.query_plans import (
+from query_plans import (
     assert_no_shuffle_join,
     assert_prunes_partitions,
     read_statements,
