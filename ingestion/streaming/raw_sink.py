@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -40,15 +40,31 @@ class StreamBatchResult:
 
 def ensure_stream_tables(spark: SparkSession) -> None:
     ensure_raw_tables(spark)
+    _retire_unpartitioned_audit(spark)
     spark.sql(
         f"""
         create table if not exists {STREAM_BATCHES_TABLE} (
-            query string, batch_number bigint, batch_id string, source string, records_read bigint,
-            records_landed bigint, records_quarantined bigint, input_description string, loaded_at timestamp
+            query string, batch_number bigint, source string, records_read bigint, records_landed bigint,
+            records_quarantined bigint, input_description string, loaded_at timestamp, batch_id string
         ) using parquet
-        comment 'One row per committed attempt of a streaming micro-batch; a replayed batch appears once per attempt'
+        partitioned by (batch_id)
+        comment 'One row per streaming micro-batch: its last committed attempt (a replay replaces the row)'
         """
     )
+
+
+def _retire_unpartitioned_audit(spark: SparkSession) -> None:
+    """Rename the audit table of the first layout (one unpartitioned table, appended to) out of the way.
+
+    Appends to one table folder from concurrent jobs (the landers of several sources) share the folder's
+    `_temporary` directory, and one job's commit deletes it under the others: on HDFS they failed. The audit is now
+    partitioned by batch_id and each row written with dynamic partition overwrite, whose staging folder is the
+    job's own. The old rows stay readable as raw.stream_batches_unpartitioned."""
+    if not spark.catalog.tableExists(STREAM_BATCHES_TABLE):
+        return
+    partition_columns = [c.name for c in spark.catalog.listColumns(STREAM_BATCHES_TABLE) if c.isPartition]
+    if partition_columns != ["batch_id"]:
+        spark.sql(f"alter table {STREAM_BATCHES_TABLE} rename to {STREAM_BATCHES_TABLE}_unpartitioned")
 
 
 def stream_batch_id(query: str, batch_number: int) -> str:
@@ -89,9 +105,10 @@ def write_stream_batch(
             f"{query} batch {batch_number}: read {result.records_read} records but landed "
             f"{result.records_landed} and quarantined {result.records_quarantined}"
         )
-    spark.createDataFrame(
-        [(*_result_values(result), loaded_at)], spark.table(STREAM_BATCHES_TABLE).schema
-    ).write.insertInto(STREAM_BATCHES_TABLE)
+    audit_row = {**asdict(result), "loaded_at": loaded_at}
+    table_schema = spark.table(STREAM_BATCHES_TABLE).schema
+    row_schema = type(table_schema)([table_schema[name] for name in audit_row])
+    _replace(spark, STREAM_BATCHES_TABLE, spark.createDataFrame([tuple(audit_row.values())], row_schema))
     failpoint(f"after_audit:{batch_number}")
     return result
 
@@ -109,16 +126,3 @@ def _replace(spark: SparkSession, table: str, frame: DataFrame) -> None:
 
 def _count(spark: SparkSession, table: str, batch_id: str) -> int:
     return spark.sql(f"select count(*) from {table} where _batch_id = '{batch_id}'").first()[0]
-
-
-def _result_values(result: StreamBatchResult) -> tuple:
-    return (
-        result.query,
-        result.batch_number,
-        result.batch_id,
-        result.source,
-        result.records_read,
-        result.records_landed,
-        result.records_quarantined,
-        result.input_description,
-    )
