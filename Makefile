@@ -29,7 +29,8 @@ test: setup
 test-fast: setup
 	$(BIN)/pytest -m "not integration"
 
-## bench: wall time and throughput of generate, load and dbt build at 1M and 4M impressions; streaming at 1M
+## bench: generate, load and dbt build at 1M and 4M impressions; streaming at 1M; analyst queries through the
+## Thrift server at 10M impressions over 30 days (agg vs fct)
 bench: setup
 	$(BIN)/python -m bench.run --suite all
 
