@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import random
 import signal
@@ -115,18 +116,26 @@ def _thrift_rows(stack: Stack, statements: list[str]) -> list[tuple]:
         connection.close()
 
 
-def _normalised(rows: list[list]) -> list[tuple]:
-    """Rows as text, numbers rounded, so that PyHive's values and beeline's and adx's CSV compare."""
+def _cell(value) -> float | str:
+    if value is None or value in ("", "NULL", "null"):
+        return ""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
-    def cell(value) -> str:
-        if value is None or value in ("", "NULL", "null"):
-            return ""
-        try:
-            return f"{float(value):.6f}"
-        except (TypeError, ValueError):
-            return str(value)
 
-    return [tuple(cell(value) for value in row) for row in rows]
+def _assert_same_rows(actual: list, expected: list, source: str) -> None:
+    """Same rows in the same order; numbers equal to 9 significant digits (PyHive gives floats and Decimals,
+    beeline and `adx sql` text)."""
+    assert len(actual) == len(expected), f"{source}: {len(actual)} rows, the embedded path {len(expected)}"
+    for number, (got, want) in enumerate(zip(actual, expected, strict=True)):
+        got_cells, want_cells = [_cell(v) for v in got], [_cell(v) for v in want]
+        same = len(got_cells) == len(want_cells) and all(
+            math.isclose(g, w, rel_tol=1e-9, abs_tol=1e-12) if isinstance(g, float) and isinstance(w, float) else g == w
+            for g, w in zip(got_cells, want_cells, strict=True)
+        )
+        assert same, f"{source}, row {number}: {list(got)}\n  the embedded path: {list(want)}"
 
 
 def test_the_stack_path_builds_and_verifies_the_marts_of_the_embedded_path(stack, spark, built_warehouse):
@@ -167,7 +176,7 @@ def test_beeline_and_pyhive_answer_as_adx_sql_on_the_embedded_path(stack, built_
     assert expected_rows, f"{query} returns no row on the embedded path"
 
     pyhive_rows = _thrift_rows(stack, read_statements(path))
-    assert _normalised(pyhive_rows) == _normalised(expected_rows)
+    _assert_same_rows(pyhive_rows, expected_rows, "PyHive")
 
     beeline = subprocess.run(
         [
@@ -191,7 +200,7 @@ def test_beeline_and_pyhive_answer_as_adx_sql_on_the_embedded_path(stack, built_
     lines = beeline.stdout.splitlines()
     header_line = max(i for i, line in enumerate(lines) if line.endswith(",".join(header)))
     beeline_rows = list(csv.reader(line for line in lines[header_line + 1 :] if line and not line.endswith("> ")))
-    assert _normalised(beeline_rows) == _normalised(expected_rows)
+    _assert_same_rows(beeline_rows, expected_rows, "beeline")
 
 
 def test_query_plans_through_the_thrift_server_prune_partitions_and_join_buckets_without_shuffle(stack):

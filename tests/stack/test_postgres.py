@@ -23,6 +23,8 @@ from ingestion.stack.postgres import (
 )
 from ingestion.stack.process import PortInUseError, StackError, port_in_use
 
+METASTORE_TABLES = 44  # of the JDO model in hive-metastore 2.3.10 (ingestion/stack/metastore_schema.py)
+
 
 @dataclass(frozen=True)
 class PostgresFixture:
@@ -82,7 +84,15 @@ def test_start_gives_a_healthy_metastore_database(postgres):
     status = postgres.db.status()
     assert (status.name, status.running, status.healthy) == ("postgres", True, True)
     assert status.address == f"127.0.0.1:{postgres.settings.metastore_db_port}"
-    assert status.detail == "database metastore, 0 tables"
+    # The Hive metastore's schema, created at first start from the metastore's JDO model (44 tables).
+    assert status.detail == f"database metastore, {METASTORE_TABLES} tables"
+    with _connect(postgres.settings, postgres.settings.resolved_metastore_password()) as conn:
+        tables = {row[0] for row in conn.execute("select table_name from information_schema.tables")}
+        foreign_keys = conn.execute(
+            "select count(*) from information_schema.table_constraints where constraint_type = 'FOREIGN KEY'"
+        ).fetchone()[0]
+    assert {"DBS", "TBLS", "SDS", "PARTITIONS", "PARTITION_KEY_VALS", "TBL_PRIVS"} <= tables
+    assert foreign_keys > 30
     assert status.pid == postgres.db.pid() is not None
     check_metastore(postgres.settings)  # the preflight of the Spark session passes
 
@@ -163,8 +173,8 @@ def test_a_stopped_server_is_reported_and_a_restart_keeps_the_tables(postgres):
     settings, db = postgres.settings, postgres.db
     password = settings.resolved_metastore_password()
     with _connect(settings, password) as conn:
-        conn.execute("create table if not exists dbs (db_id bigint primary key, name text)")
-        conn.execute("insert into dbs values (1, 'default') on conflict do nothing")
+        conn.execute("create table if not exists kept (db_id bigint primary key, name text)")
+        conn.execute("insert into kept values (1, 'default') on conflict do nothing")
     pid = db.pid()
     assert pid is not None
     try:
@@ -186,9 +196,9 @@ def test_a_stopped_server_is_reported_and_a_restart_keeps_the_tables(postgres):
         db.start(timeout=60)
 
     assert db.pid() not in (None, pid)
-    assert db.status().detail == "database metastore, 1 tables"
+    assert db.status().detail == f"database metastore, {METASTORE_TABLES + 1} tables"
     with _connect(settings, password) as conn:
-        assert conn.execute("select name from dbs").fetchall() == [("default",)]
+        assert conn.execute("select name from kept").fetchall() == [("default",)]
 
 
 @pytest.mark.integration
