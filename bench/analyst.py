@@ -49,10 +49,10 @@ import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 
+from bench.report import write_results
 from ingestion.settings import PROJECT_DIR, Settings
 from ingestion.sql_script import sql_statements
 
-RESULTS_DIR = PROJECT_DIR / "bench" / "results"
 ADX = str(Path(sys.executable).parent / "adx")
 DEFAULT_DATA_DIR = PROJECT_DIR / "data" / "bench-analyst"
 STATE_FILE = "bench-analyst.json"
@@ -631,12 +631,7 @@ def run(
         result = measure(impressions, seed, runs, data_dir or DEFAULT_DATA_DIR)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS_DIR / f"analyst-{result['date']}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = summary_markdown(result)
-    stem.with_suffix(".md").write_text(markdown)
-    print(markdown)
+    write_results(f"analyst-{result['date']}", result, summary_markdown(result))
     return result
 
 

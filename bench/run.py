@@ -16,9 +16,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from bench.report import write_results
 from ingestion.settings import PROJECT_DIR, Settings
-
-RESULTS_DIR = PROJECT_DIR / "bench" / "results"
 
 
 def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
@@ -150,12 +149,7 @@ def main() -> None:
             output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=PROJECT_DIR).stdout
             results.append(json.loads(output.strip().splitlines()[-1]))
 
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS_DIR / date.today().isoformat()
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    markdown = summary_markdown(results)
-    stem.with_suffix(".md").write_text(markdown)
-    print(markdown)
+    write_results(date.today().isoformat(), results, summary_markdown(results))
 
     if args.suite == "all":
         from bench import analyst, streaming

@@ -42,9 +42,9 @@ import time
 from datetime import date
 from pathlib import Path
 
+from bench.report import write_results
 from ingestion.settings import PROJECT_DIR, Settings
 
-RESULTS_DIR = PROJECT_DIR / "bench" / "results"
 ADX = str(Path(sys.executable).parent / "adx")
 KAFKA_LIBS = PROJECT_DIR / ".kafka" / "libs"
 SOURCES = ("impressions", "bid_requests")
@@ -955,12 +955,7 @@ def run(size: int, seed: int = 42, variants: bool = True, work_dir: Path | None 
     else:
         work_dir.mkdir(parents=True, exist_ok=False)
         result = measure(size, seed, work_dir, variants)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS_DIR / f"streaming-{result['date']}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = summary_markdown(result)
-    stem.with_suffix(".md").write_text(markdown)
-    print(markdown)
+    write_results(f"streaming-{result['date']}", result, summary_markdown(result))
     return result
 
 
