@@ -6,16 +6,16 @@ The embedded Derby metastore admits one JVM, so every integration test of a pyte
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ports import free_port_block
 
 from ingestion.settings import Settings
 from ingestion.stack.kafka import KafkaBroker, ensure_topics
-from ingestion.stack.process import PortInUseError, port_in_use
+from ingestion.stack.process import PortInUseError
 
 
 @pytest.fixture(scope="session")
@@ -93,16 +93,10 @@ class KafkaBrokerFixture:
     broker: KafkaBroker
 
 
-def _free_port_pair(host: str = "127.0.0.1") -> int:
-    """A port p with p and p + 1 (the controller) free, from 19600-19999: outside the ephemeral range, so that no
-    client connection takes it between now and the broker's bind, and away from the ports used by hand (19092,
-    19292, 19392, 19492). Random, so that two test sessions at once rarely pick the same pair."""
-    candidates = list(range(19600, 19999, 2))
-    random.shuffle(candidates)
-    for port in candidates:
-        if not any(port_in_use(host, p) for p in (port, port + 1)):
-            return port
-    raise RuntimeError("no free port pair in 19600-19999 for the test broker")
+def _free_port_pair() -> int:
+    """A port p with p and p + 1 (the controller) free, from 19600-19999, away from the ports used by hand (19092,
+    19292, 19392, 19492)."""
+    return free_port_block(2, 19600, 19999, "the test broker")
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import csv
 import io
 import math
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -25,11 +24,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from ports import free_port_block
 from query_plans import assert_no_shuffle_join, assert_prunes_partitions, read_statements
 
 from ingestion.cli import main
 from ingestion.settings import PROJECT_DIR, Settings
-from ingestion.stack.process import port_in_use
 from ingestion.stack.thrift import spark_home
 
 pytestmark = pytest.mark.integration
@@ -63,13 +62,7 @@ def _output(result: subprocess.CompletedProcess) -> str:
 
 
 def _free_port_block(size: int = PORT_BLOCK) -> int:
-    """A base port with `size` free ports from it, in 22100-22999 (outside the ephemeral range)."""
-    bases = list(range(22100, 23000 - size, 10))
-    random.shuffle(bases)
-    for base in bases:
-        if not any(port_in_use("127.0.0.1", port) for port in range(base, base + size)):
-            return base
-    raise RuntimeError("no free block of ports in 22100-22999 for the test stack")
+    return free_port_block(size, 22100, 22999, "the test stack")
 
 
 @pytest.fixture(scope="module")

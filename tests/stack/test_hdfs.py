@@ -4,7 +4,6 @@ folder, shared by this module's integration tests and written to through Spark's
 from __future__ import annotations
 
 import os
-import random
 import re
 import socket
 import time
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ports import free_port_block
 
 from ingestion.settings import Settings
 from ingestion.stack.hdfs import (
@@ -27,16 +27,9 @@ from ingestion.stack.hdfs import (
 from ingestion.stack.process import PortInUseError, StackError, port_in_use
 
 
-def _free_hdfs_port(host: str = "127.0.0.1") -> int:
-    """A port p with p .. p + 4 free (NameNode RPC and web, DataNode data, IPC and web), from 20100-20899: outside
-    the ephemeral range and away from the Kafka test brokers (19600-19999). Random, so that two test sessions at
-    once rarely pick the same ports."""
-    candidates = list(range(20100, 20900, 5))
-    random.shuffle(candidates)
-    for port in candidates:
-        if not any(port_in_use(host, p) for p in range(port, port + 5)):
-            return port
-    raise RuntimeError("no 5 free ports in a row in 20100-20899 for the test HDFS")
+def _free_hdfs_port() -> int:
+    """A port p with p .. p + 4 free (NameNode RPC and web, DataNode data, IPC and web), from 20100-20899."""
+    return free_port_block(5, 20100, 20899, "the test HDFS")
 
 
 @dataclass(frozen=True)

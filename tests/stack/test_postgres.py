@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import socket
 import stat
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from ports import free_port_block
 
 from ingestion.settings import Settings
 from ingestion.stack.postgres import (
@@ -21,7 +21,7 @@ from ingestion.stack.postgres import (
     check_metastore,
     parse_metastore_url,
 )
-from ingestion.stack.process import PortInUseError, StackError, port_in_use
+from ingestion.stack.process import PortInUseError, StackError
 
 METASTORE_TABLES = 44  # of the JDO model in hive-metastore 2.3.10 (ingestion/stack/metastore_schema.py)
 
@@ -33,13 +33,7 @@ class PostgresFixture:
 
 
 def _free_port() -> int:
-    """A free port in 21000-21899: outside the ephemeral range and away from the ports used by hand."""
-    candidates = list(range(21000, 21900))
-    random.shuffle(candidates)
-    for port in candidates:
-        if not port_in_use("127.0.0.1", port):
-            return port
-    raise RuntimeError("no free port in 21000-21899 for the test PostgreSQL server")
+    return free_port_block(1, 21000, 21899, "the test PostgreSQL server")
 
 
 def _settings(data_dir: Path, port: int, **overrides) -> Settings:
