@@ -6,6 +6,7 @@ not reconcile); 2 usage error.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import date
@@ -20,6 +21,8 @@ from ingestion.stack import SERVICE_NAMES
 DEFAULT_START_DATE = "2026-11-01"
 # Sources of the streaming path, in landing order: Kafka topics, then tracking-system files.
 STREAMED_SOURCES = ("impressions", "bid_requests", "clicks", "conversions")
+# dbt commands that never open the warehouse: no Spark session, so no metastore lock.
+OFFLINE_DBT_COMMANDS = {"parse", "ls", "list", "deps", "clean", "init", "--help", "-h", "--version"}
 
 
 def _settings() -> Settings:
@@ -484,13 +487,46 @@ def run_stack(days: int, scale: int, seed: int, start_date: date, mess_rate: flo
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 def dbt(dbt_args: tuple[str, ...]) -> None:
     """Run any dbt command on the embedded warehouse, e.g. `adx dbt -- test --select marts`."""
+    from ingestion.metastore_lock import hold_embedded_metastore
     from ingestion.transform import DbtError, run_dbt
 
+    settings = _settings()
+    if not set(dbt_args) & OFFLINE_DBT_COMMANDS:
+        hold_embedded_metastore(settings)  # dbt's session target starts Spark in this process
     try:
-        run_dbt(_settings(), list(dbt_args))
+        run_dbt(settings, list(dbt_args))
     except DbtError as error:
         click.secho(str(error), fg="red", err=True)
         sys.exit(1)
+
+
+@main.command("airflow-manifest")
+def airflow_manifest() -> None:
+    """Build the dbt manifest the Airflow DAGs render from (`dbt parse`; no Spark). Rerun after changing the
+    dbt project; `make airflow` and the DAG tests run it."""
+    from ingestion.orchestration.tasks import build_dbt_manifest
+    from ingestion.transform import DbtError
+
+    try:
+        path = build_dbt_manifest(_settings())
+    except DbtError as error:
+        click.secho(str(error), fg="red", err=True)
+        sys.exit(1)
+    click.echo(f"dbt manifest for Airflow: {path}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.argument("airflow_args", nargs=-1, type=click.UNPROCESSED)
+def airflow(airflow_args: tuple[str, ...]) -> None:
+    """Run the `airflow` command in this project's Airflow environment (home under ADX_DATA_DIR/airflow, the
+    DAGs of airflow/dags, 127.0.0.1 only, telemetry off), e.g. `adx airflow standalone` (what `make airflow`
+    runs) or `adx airflow dags test adx_ingest`."""
+    from ingestion.orchestration.airflow_env import airflow_environment
+
+    environment = {**os.environ, **airflow_environment(_settings())}
+    Path(environment["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    executable = str(Path(sys.executable).parent / "airflow")
+    os.execve(executable, [executable, *airflow_args], environment)
 
 
 @main.group()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -67,6 +68,37 @@ class Settings(BaseSettings):
         description="Largest micro-batch of a Kafka lander (maxOffsetsPerTrigger): bounds memory on a backlog.",
     )
     stream_trigger_seconds: int = Field(default=30, ge=1, description="Micro-batch interval of continuous landers.")
+    metastore_lock_timeout_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="How long a Spark process waits for the embedded metastore while another process uses it.",
+    )
+    raw_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="Raw partitions whose arrival date is older than this many days are dropped by adx_maintenance.",
+    )
+    quarantine_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Quarantined records older than this many days (by arrival date) are dropped by adx_maintenance.",
+    )
+    dbt_project_dir: Path = Field(
+        default=PROJECT_DIR, description="The dbt project (dbt_project.yml) the Airflow DAGs run through Cosmos."
+    )
+    airflow_dbt_execution_mode: Literal["watcher", "local"] = Field(
+        default="watcher",
+        description="How Cosmos runs dbt: watcher (one `dbt build`, one sensor per model) or local (one dbt per task).",
+    )
+    airflow_port: int = Field(default=8080, description="Port of `make airflow`'s UI and API server (127.0.0.1).")
+    airflow_retry_delay_seconds: float = Field(
+        default=60, ge=0, description="First retry delay of a failed Airflow task (then exponential, up to 15 min)."
+    )
+    airflow_start_date: date = Field(default=date(2026, 11, 1), description="First data interval of the DAGs.")
+    airflow_catchup: bool = Field(
+        default=False,
+        description="Let the scheduler create the runs missed since the start date (backfills work either way).",
+    )
     jars_dir: Path = Field(
         default=PROJECT_DIR / ".jars",
         description="Spark connector jars resolved from Maven Central by `make jars` (jvm/pom.xml).",
@@ -145,5 +177,5 @@ class Settings(BaseSettings):
             "ADX_SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DBT_PROFILES_DIR": str(PROJECT_DIR / "profiles"),
-            "DBT_PROJECT_DIR": str(PROJECT_DIR),
+            "DBT_PROJECT_DIR": str(self.dbt_project_dir),
         }

@@ -6,6 +6,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from ingestion.metastore_lock import hold_embedded_metastore
 from ingestion.settings import PROJECT_DIR, Settings
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ def get_spark(settings: Settings, *, hive: bool = True) -> SparkSession:
     # PySpark logs every failed query's whole plan and JVM stack as JSON; the exception itself says enough.
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
 
+    if hive:
+        hold_embedded_metastore(settings)
     builder = SparkSession.builder.enableHiveSupport() if hive else SparkSession.builder
     for key, value in spark_conf(settings, hive=hive).items():
         builder = builder.config(key, value)

@@ -25,7 +25,7 @@ def run_dbt(settings: Settings, args: list[str]) -> None:
 
     with _environment(settings.dbt_env()):
         result = dbtRunner().invoke(
-            [*args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR / "profiles")]
+            [*args, "--project-dir", str(settings.dbt_project_dir), "--profiles-dir", str(PROJECT_DIR / "profiles")]
         )
     if not result.success:
         reason = f": {result.exception}" if result.exception else ""

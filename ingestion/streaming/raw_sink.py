@@ -36,6 +36,8 @@ class StreamBatchResult:
     records_landed: int
     records_quarantined: int
     input_description: str
+    # Arrival dates (`_ingest_date`, YYYY-MM-DD) of the partitions this micro-batch wrote; not in the audit table.
+    ingest_dates: tuple[str, ...] = ()
 
 
 def ensure_stream_tables(spark: SparkSession) -> None:
@@ -90,15 +92,18 @@ def write_stream_batch(
     _replace(spark, source.quarantine_table, with_load_metadata(quarantined, batch_id, loaded_at))
     failpoint(f"after_quarantine_write:{batch_number}")
 
+    landed_by_date = _count_by_ingest_date(spark, source.raw_table, batch_id)
+    quarantined_by_date = _count_by_ingest_date(spark, source.quarantine_table, batch_id)
     result = StreamBatchResult(
         query=query,
         batch_number=batch_number,
         batch_id=batch_id,
         source=source.name,
         records_read=records_read,
-        records_landed=_count(spark, source.raw_table, batch_id),
-        records_quarantined=_count(spark, source.quarantine_table, batch_id),
+        records_landed=sum(landed_by_date.values()),
+        records_quarantined=sum(quarantined_by_date.values()),
         input_description=input_description,
+        ingest_dates=tuple(sorted(landed_by_date.keys() | quarantined_by_date.keys())),
     )
     if result.records_read != result.records_landed + result.records_quarantined:
         raise ReconciliationError(
@@ -106,6 +111,7 @@ def write_stream_batch(
             f"{result.records_landed} and quarantined {result.records_quarantined}"
         )
     audit_row = {**asdict(result), "loaded_at": loaded_at}
+    del audit_row["ingest_dates"]
     table_schema = spark.table(STREAM_BATCHES_TABLE).schema
     row_schema = type(table_schema)([table_schema[name] for name in audit_row])
     _replace(spark, STREAM_BATCHES_TABLE, spark.createDataFrame([tuple(audit_row.values())], row_schema))
@@ -124,5 +130,8 @@ def _replace(spark: SparkSession, table: str, frame: DataFrame) -> None:
     frame.select(*spark.table(table).columns).write.mode("overwrite").insertInto(table)
 
 
-def _count(spark: SparkSession, table: str, batch_id: str) -> int:
-    return spark.sql(f"select count(*) from {table} where _batch_id = '{batch_id}'").first()[0]
+def _count_by_ingest_date(spark: SparkSession, table: str, batch_id: str) -> dict[str, int]:
+    rows = spark.sql(
+        f"select cast(_ingest_date as string), count(*) from {table} where _batch_id = '{batch_id}' group by 1"
+    ).collect()
+    return {ingest_date: count for ingest_date, count in rows}

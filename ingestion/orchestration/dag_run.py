@@ -1,0 +1,60 @@
+"""Run one DAG once, in this process, with Airflow's `dag.test()`, and print its outcome as one JSON line.
+
+`python -m ingestion.orchestration.dag_run adx_transform [--logical-date ISO] [--conf JSON]`, in the project's
+Airflow environment (`adx airflow-run` sets it). The DAG tests and the Airflow bench use it: every task runs in
+this one process (one Spark session for all of them), which is what `dag.test()` is for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dag_id")
+    parser.add_argument("--logical-date", type=datetime.fromisoformat, default=None)
+    parser.add_argument("--conf", type=json.loads, default=None, help="The run's conf (params), as JSON.")
+    options = parser.parse_args(argv)
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag()
+    if bag.import_errors:
+        print(json.dumps({"import_errors": bag.import_errors}))
+        return 2
+    dag = bag.dags[options.dag_id]
+    kwargs = {"run_conf": options.conf}
+    if options.logical_date is not None:
+        kwargs["logical_date"] = options.logical_date.replace(tzinfo=options.logical_date.tzinfo or UTC)
+    started = time.monotonic()
+    run = dag.test(**kwargs)
+    seconds = time.monotonic() - started
+    outcome = {
+        "dag_id": options.dag_id,
+        "run_id": run.run_id,
+        "state": str(run.state),
+        "seconds": round(seconds, 2),
+        "tasks": {ti.task_id: {"state": str(ti.state), "try_number": ti.try_number} for ti in run.get_task_instances()},
+        "returned": _return_values(options.dag_id, run.run_id),
+    }
+    print("DAG_RUN_OUTCOME " + json.dumps(outcome), flush=True)
+    return 0 if outcome["state"] == "success" else 1
+
+
+def _return_values(dag_id: str, run_id: str) -> dict:
+    """The tasks' return values (XCom `return_value`) of the run."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id, key="return_value")).all()
+        return {row.task_id: XComModel.deserialize_value(row) for row in rows}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
