@@ -10,7 +10,7 @@ HADOOP_STAMP := .hadoop/.resolved
 POSTGRES_STAMP := $(VENV)/.postgres
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run run-stack test test-fast bench lint setup jars kafka-jars hadoop-jars postgres clean
+.PHONY: run run-stack airflow test test-fast bench lint setup jars kafka-jars hadoop-jars postgres clean
 
 ## run: set up, then generate → load → transform → report → verify on the embedded warehouse
 run: setup
@@ -21,6 +21,13 @@ run: setup
 run-stack: setup
 	$(BIN)/adx run-stack
 
+## airflow: Airflow 3 standalone on 127.0.0.1:$(ADX_AIRFLOW_PORT or 8080) with the DAGs of airflow/dags; starts the
+## Kafka broker the ingest DAG reads, and builds the dbt manifest the transform DAG renders from
+airflow: setup
+	$(BIN)/adx stack up kafka
+	$(BIN)/adx airflow-manifest
+	$(BIN)/adx airflow standalone
+
 ## test: set up, then the whole test suite (fast tier and integration tier)
 test: setup
 	$(BIN)/pytest
@@ -30,7 +37,7 @@ test-fast: setup
 	$(BIN)/pytest -m "not integration"
 
 ## bench: generate, load and dbt build at 1M and 4M impressions; streaming at 1M; analyst queries through the
-## Thrift server at 10M impressions over 30 days (agg vs fct)
+## Thrift server at 10M impressions over 30 days (agg vs fct); adx_transform through Airflow + Cosmos vs one dbt build
 bench: setup
 	$(BIN)/python -m bench.run --suite all
 

@@ -2,7 +2,8 @@
 
 Each size runs in its own process (the embedded Derby metastore admits one JVM) on a fresh data folder.
 Writes bench/results/<date>.json and <date>.md and prints the summary. Never part of `make test`.
-Other suites: streaming (bench/streaming.py) and analyst (bench/analyst.py); `--suite all` runs the three.
+Other suites: streaming (bench/streaming.py), analyst (bench/analyst.py) and airflow (bench/airflow.py);
+`--suite all` runs the four.
 """
 
 from __future__ import annotations
@@ -97,11 +98,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--suite",
-        choices=("embedded", "streaming", "analyst", "all"),
+        choices=("embedded", "streaming", "analyst", "airflow", "all"),
         default="embedded",
         help="embedded: generate, load and dbt build per size (default); streaming: bench/streaming.py (producer -> "
         "Kafka -> raw Parquet) at the first of --sizes; analyst: bench/analyst.py (the 30-day campaign-performance "
-        "query through the Thrift server, aggregate against facts) at --impressions; all: the three.",
+        "query through the Thrift server, aggregate against facts) at --impressions; airflow: bench/airflow.py "
+        "(adx_transform through Cosmos against one dbt build); all: the four.",
     )
     parser.add_argument(
         "--impressions",
@@ -129,6 +131,12 @@ def main() -> None:
         analyst.run(args.impressions, args.seed)
         return
 
+    if args.suite == "airflow":
+        from bench import airflow
+
+        airflow.main([])
+        return
+
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix=f"adx-bench-{size}-") as data_dir:
@@ -152,10 +160,11 @@ def main() -> None:
     write_results(date.today().isoformat(), results, summary_markdown(results))
 
     if args.suite == "all":
-        from bench import analyst, streaming
+        from bench import airflow, analyst, streaming
 
         streaming.run(int(args.sizes.split(",")[0]), args.seed)
         analyst.run(args.impressions, args.seed)
+        airflow.main([])
 
 
 if __name__ == "__main__":

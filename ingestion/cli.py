@@ -523,9 +523,12 @@ def airflow(airflow_args: tuple[str, ...]) -> None:
     runs) or `adx airflow dags test adx_ingest`."""
     from ingestion.orchestration.airflow_env import airflow_environment
 
-    environment = {**os.environ, **airflow_environment(_settings())}
+    bin_dir = str(Path(sys.executable).parent)
+    # `airflow standalone` starts its components as `airflow ...` from the PATH: this venv's.
+    path = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    environment = {**os.environ, **airflow_environment(_settings()), "PATH": path}
     Path(environment["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    executable = str(Path(sys.executable).parent / "airflow")
+    executable = str(Path(bin_dir) / "airflow")
     os.execve(executable, [executable, *airflow_args], environment)
 
 

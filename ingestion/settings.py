@@ -90,6 +90,10 @@ class Settings(BaseSettings):
         default="watcher",
         description="How Cosmos runs dbt: watcher (one `dbt build`, one sensor per model) or local (one dbt per task).",
     )
+    airflow_dbt_test_behavior: Literal["after_each", "build"] = Field(
+        default="after_each",
+        description="local mode only: tests as their own tasks after each model, or `dbt build` per model.",
+    )
     airflow_port: int = Field(default=8080, description="Port of `make airflow`'s UI and API server (127.0.0.1).")
     airflow_retry_delay_seconds: float = Field(
         default=60, ge=0, description="First retry delay of a failed Airflow task (then exponential, up to 15 min)."

@@ -6,6 +6,8 @@ The embedded Derby metastore admits one JVM, so every integration test of a pyte
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,11 @@ from ports import free_port_block
 from ingestion.settings import Settings
 from ingestion.stack.kafka import KafkaBroker, ensure_topics
 from ingestion.stack.process import PortInUseError
+
+
+def pytest_configure(config) -> None:
+    # Airflow, imported by a test through Cosmos, would otherwise create ~/airflow; DAG runs get their own home.
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="adx-test-airflow-home-")
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from airflow.sdk import Asset, AssetAlias
+
 from ingestion.orchestration.alerts import log_failure_alert
 from ingestion.settings import Settings
 
@@ -29,8 +31,6 @@ def start_date(settings: Settings) -> datetime:
 
 def raw_asset(source: str):
     """The Airflow asset of one raw table: adx_ingest emits an event when it lands rows in it."""
-    from airflow.sdk import Asset
-
     return Asset(name=f"raw.{source}", uri=f"hive://adx-warehouse/raw/{source}", group="adx_raw")
 
 
@@ -42,4 +42,15 @@ def common_dag_args(settings: Settings) -> dict[str, Any]:
         "catchup": settings.airflow_catchup,
         "max_active_runs": 1,
         "default_args": default_args(settings),
+    }
+
+
+# The alias through which adx_ingest publishes the raw tables a run refreshed (one event per table, at once).
+REFRESHED_RAW_TABLES = AssetAlias("adx_raw_tables_refreshed")
+
+
+def asset_event_extra(landing_summary: dict) -> dict:
+    """The extra of a raw table's asset event: adx_transform reads `ingest_dates` to choose what it rebuilds."""
+    return {
+        key: landing_summary[key] for key in ("ingest_dates", "records_read", "records_landed", "records_quarantined")
     }

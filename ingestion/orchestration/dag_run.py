@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(seconds, 2),
         "tasks": {ti.task_id: {"state": str(ti.state), "try_number": ti.try_number} for ti in run.get_task_instances()},
         "returned": _return_values(options.dag_id, run.run_id),
+        "asset_events": _asset_events(options.dag_id, run.run_id),
     }
     print("DAG_RUN_OUTCOME " + json.dumps(outcome), flush=True)
     return 0 if outcome["state"] == "success" else 1
@@ -54,6 +55,21 @@ def _return_values(dag_id: str, run_id: str) -> dict:
     with create_session() as session:
         rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id, key="return_value")).all()
         return {row.task_id: XComModel.deserialize_value(row) for row in rows}
+
+
+def _asset_events(dag_id: str, run_id: str) -> list[dict]:
+    """The asset events the run's tasks emitted: asset name, task and extra."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    query = (
+        select(AssetModel.name, AssetEvent.source_task_id, AssetEvent.extra)
+        .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+        .where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run_id)
+    )
+    with create_session() as session:
+        return [{"asset": name, "task_id": task_id, "extra": extra} for name, task_id, extra in session.execute(query)]
 
 
 if __name__ == "__main__":

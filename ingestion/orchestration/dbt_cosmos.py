@@ -9,7 +9,8 @@ Execution mode (ADX_AIRFLOW_DBT_EXECUTION_MODE; the bench compares them):
   parse); each model and its tests get a sensor task that succeeds or fails with that node's result, so the graph
   of tasks, retries per model and failure isolation stay while the cost stays that of one build. A retried
   sensor runs its own model (or its tests) with dbt.
-- `local`: every model and every test is its own dbt invocation (a Spark session and a project load each).
+- `local`: every model and every test is its own dbt invocation (a Spark session and a project load each);
+  with ADX_AIRFLOW_DBT_TEST_BEHAVIOR=build, one `dbt build` per model (model and tests in one task).
 
 On the embedded warehouse every task that starts dbt first takes the metastore lock (ingestion.metastore_lock):
 Derby admits one JVM, so a producer, a retried sensor and an ingest task wait for each other instead of failing.
@@ -69,6 +70,8 @@ def cosmos_task_group_kwargs(settings: Settings) -> dict[str, Any]:
     )
 
     watcher = settings.airflow_dbt_execution_mode == "watcher"
+    if watcher and settings.airflow_dbt_test_behavior == "build":
+        raise ValueError("ADX_AIRFLOW_DBT_TEST_BEHAVIOR=build needs ADX_AIRFLOW_DBT_EXECUTION_MODE=local")
     operator_args: dict[str, Any] = {
         "vars": DBT_VARS_TEMPLATE,
         "env": settings.dbt_env(),
@@ -101,7 +104,7 @@ def cosmos_task_group_kwargs(settings: Settings) -> dict[str, Any]:
         ),
         "render_config": RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.AFTER_EACH,
+            test_behavior=TestBehavior(settings.airflow_dbt_test_behavior),
             source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
             should_detach_multiple_parents_tests=True,
             dbt_deps=False,

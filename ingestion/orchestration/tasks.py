@@ -9,7 +9,7 @@ what is older than a date computed from the run's data interval, never from the 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,18 +37,8 @@ class LandingSummary:
     records_quarantined: int
     ingest_dates: tuple[str, ...]
 
-    @property
-    def landed_anything(self) -> bool:
-        return self.micro_batches > 0
-
-    def as_asset_extra(self) -> dict:
-        """The asset event's extra: adx_transform reads `ingest_dates` to choose the partitions it rebuilds."""
-        return {
-            "ingest_dates": list(self.ingest_dates),
-            "records_read": self.records_read,
-            "records_landed": self.records_landed,
-            "records_quarantined": self.records_quarantined,
-        }
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ingest_dates": list(self.ingest_dates)}
 
 
 def open_warehouse(settings: Settings) -> SparkSession:

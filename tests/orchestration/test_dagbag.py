@@ -94,7 +94,14 @@ def test_transform_renders_one_task_per_model_with_its_tests_after_it(dagbag_fac
 
 def test_ingest_lands_each_source_in_its_own_task(dagbag_facts):
     tasks = dagbag_facts["dags"]["adx_ingest"]["tasks"]
-    assert set(tasks) == {"land_impressions", "land_bid_requests", "land_clicks", "land_conversions"}
+    assert set(tasks) == {
+        "land_impressions",
+        "land_bid_requests",
+        "land_clicks",
+        "land_conversions",
+        "publish_refreshed_tables",
+    }
+    assert len(tasks["publish_refreshed_tables"]["upstream"]) == 4
 
 
 def test_telemetry_is_off_in_the_airflow_environment(dagbag_facts):

@@ -71,3 +71,18 @@ def test_the_thrift_profile_connects_to_the_configured_port():
     thrift = profile["adx"]["outputs"]["thrift"]
     assert (thrift["method"], thrift["host"]) == ("thrift", "127.0.0.1")
     assert "ADX_THRIFT_PORT" in thrift["port"]
+
+
+def test_cosmos_runs_the_embedded_target_by_default_and_thrift_on_the_stack(tmp_path):
+    from ingestion.orchestration.dbt_cosmos import cosmos_task_group_kwargs
+    from ingestion.orchestration.tasks import manifest_dir
+
+    manifest = manifest_dir(Settings(data_dir=tmp_path)) / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("{}")
+    embedded = cosmos_task_group_kwargs(Settings(data_dir=tmp_path))
+    stack = cosmos_task_group_kwargs(Settings(data_dir=tmp_path, warehouse="stack"))
+    assert embedded["profile_config"].target_name == "embedded"
+    assert stack["profile_config"].target_name == "thrift"
+    assert stack["operator_args"]["env"]["ADX_DBT_TARGET"] == "thrift"
+    assert embedded["execution_config"].execution_mode.value == "watcher"
