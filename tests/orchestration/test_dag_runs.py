@@ -248,8 +248,11 @@ def test_maintenance_drops_expired_raw_and_quarantine_partitions_and_builds_the_
     """Last in this module: it drops warehouse A's older raw partitions."""
     warehouse: Warehouse = sequential["warehouse"]
     env = {**warehouse.env, "ADX_RAW_RETENTION_DAYS": "1", "ADX_QUARANTINE_RETENTION_DAYS": "2"}
-    # the run of DAYS[2]: its data interval ends at DAYS[2] + 1 day, so raw keeps DAYS[2] and quarantine DAYS[1:]
-    outcome = run_dag(env, warehouse.log, "adx_maintenance", logical_date=f"{DAYS[2].isoformat()}T00:00:00")
+    # Airflow 3's @daily is a cron trigger: a run's data interval ends at its logical date. The run of
+    # DAYS[2] + 1 day keeps raw DAYS[2] (1 day) and quarantine DAYS[1:] (2 days); seen: the run of DAYS[2] dropped
+    # raw DAYS[0] only.
+    run_of = f"{(DAYS[2] + timedelta(days=1)).isoformat()}T00:00:00"
+    outcome = run_dag(env, warehouse.log, "adx_maintenance", logical_date=run_of)
     assert outcome["state"] == "success", outcome
     raw_dropped = outcome["returned"]["raw_retention"]
     quarantine_dropped = outcome["returned"]["vacuum_quarantine"]
@@ -259,6 +262,6 @@ def test_maintenance_drops_expired_raw_and_quarantine_partitions_and_builds_the_
     docs = Path(outcome["returned"]["dbt_docs"])
     assert (docs / "index.html").is_file() and (docs / "catalog.json").is_file()
 
-    again = run_dag(env, warehouse.log, "adx_maintenance", logical_date=f"{DAYS[2].isoformat()}T00:00:00")
+    again = run_dag(env, warehouse.log, "adx_maintenance", logical_date=run_of)
     assert again["state"] == "success"
     assert all(dates == [] for dates in again["returned"]["raw_retention"].values())  # a rerun drops nothing more
