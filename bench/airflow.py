@@ -33,7 +33,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from bench.report import write_results
-from ingestion.orchestration.airflow_env import airflow_environment
+from ingestion.orchestration.airflow_env import airflow_process_environment
+from ingestion.orchestration.dag_run import parse_outcome
 from ingestion.settings import PROJECT_DIR, Settings
 
 ADX = str(Path(sys.executable).parent / "adx")
@@ -51,7 +52,6 @@ MODES = {
         "ADX_AIRFLOW_DBT_TEST_BEHAVIOR": "build",
     },
 }
-OUTCOME_PREFIX = "DAG_RUN_OUTCOME "
 
 
 def log(message: str) -> None:
@@ -59,8 +59,7 @@ def log(message: str) -> None:
 
 
 def environment(data_dir: Path, **extra: str) -> dict[str, str]:
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("ADX_", "AIRFLOW"))}
-    return {**inherited, **airflow_environment(Settings(data_dir=data_dir)), **extra}
+    return airflow_process_environment(Settings(data_dir=data_dir), **extra)
 
 
 def timed(command: list[str], env: dict[str, str], log_file: Path) -> tuple[float, str]:
@@ -109,9 +108,7 @@ def run(scale: int, days: int, repeat: int, data_dir: Path = DEFAULT_DATA_DIR) -
             else:
                 command = [sys.executable, "-m", "ingestion.orchestration.dag_run", "adx_transform", "--conf", conf]
                 seconds, stdout = timed(command, environment(data_dir, **MODES[name]), log_file)
-                outcome = json.loads(
-                    next(line for line in stdout.splitlines() if line.startswith(OUTCOME_PREFIX))[len(OUTCOME_PREFIX) :]
-                )
+                outcome = parse_outcome(stdout)
                 tasks[name] = len(outcome["tasks"])
             runs[name].append(seconds)
             log(f"round {round_number + 1}: {name}: {seconds:.1f} s")

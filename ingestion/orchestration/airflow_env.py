@@ -3,6 +3,8 @@ loopback only, and no telemetry (Cosmos's, Scarf's; dbt's anonymous usage stats)
 
 from __future__ import annotations
 
+import os
+
 from ingestion.settings import PROJECT_DIR, Settings
 
 DAGS_FOLDER = PROJECT_DIR / "airflow" / "dags"
@@ -29,3 +31,10 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "ADX_DATA_DIR": str(settings.data_dir),
     }
+
+
+def airflow_process_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a process run in this project's Airflow environment: this process's own, without its
+    ADX_* and AIRFLOW* variables (they would point elsewhere), plus airflow_environment and `extra`."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("ADX_", "AIRFLOW"))}
+    return {**inherited, **airflow_environment(settings), **extra}

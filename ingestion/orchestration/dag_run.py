@@ -13,6 +13,14 @@ import sys
 import time
 from datetime import UTC, datetime
 
+OUTCOME_PREFIX = "DAG_RUN_OUTCOME "
+
+
+def parse_outcome(stdout: str) -> dict | None:
+    """The outcome a `dag_run` process printed (its last one), or None if it printed none."""
+    lines = [line for line in stdout.splitlines() if line.startswith(OUTCOME_PREFIX)]
+    return json.loads(lines[-1][len(OUTCOME_PREFIX) :]) if lines else None
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -43,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         "returned": _return_values(options.dag_id, run.run_id),
         "asset_events": _asset_events(options.dag_id, run.run_id),
     }
-    print("DAG_RUN_OUTCOME " + json.dumps(outcome), flush=True)
+    print(OUTCOME_PREFIX + json.dumps(outcome), flush=True)
     return 0 if outcome["state"] == "success" else 1
 
 

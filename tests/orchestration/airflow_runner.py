@@ -4,28 +4,27 @@ the test's data folder), never in the pytest process, whose Spark session belong
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from ingestion.orchestration.airflow_env import airflow_environment
+from ingestion.orchestration.airflow_env import airflow_process_environment
+from ingestion.orchestration.dag_run import parse_outcome
 from ingestion.settings import PROJECT_DIR, Settings
 
 ADX = str(Path(sys.executable).parent / "adx")
-OUTCOME_PREFIX = "DAG_RUN_OUTCOME "
 
 
 def airflow_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("ADX_", "AIRFLOW"))}
-    return {
-        **inherited,
-        **airflow_environment(Settings(data_dir=data_dir)),
-        "ADX_SPARK_DRIVER_MEMORY": "1g",
-        # Failed tasks are retried after seconds, not minutes, so that dag.test() gets through the retries quickly.
-        "ADX_AIRFLOW_RETRY_DELAY_SECONDS": "1",
-        **extra,
-    }
+    return airflow_process_environment(
+        Settings(data_dir=data_dir),
+        **{
+            "ADX_SPARK_DRIVER_MEMORY": "1g",
+            # Failed tasks are retried after seconds, not minutes, so that dag.test() gets through retries quickly.
+            "ADX_AIRFLOW_RETRY_DELAY_SECONDS": "1",
+            **extra,
+        },
+    )
 
 
 def run(command: list[str], env: dict[str, str], log: Path, timeout: float = 1800) -> subprocess.CompletedProcess:
@@ -52,6 +51,6 @@ def run_dag(env: dict[str, str], log: Path, dag_id: str, logical_date: str | Non
     if conf is not None:
         command += ["--conf", json.dumps(conf)]
     result = run(command, env, log)
-    lines = [line for line in result.stdout.splitlines() if line.startswith(OUTCOME_PREFIX)]
-    assert lines, f"{dag_id} did not report an outcome (exit {result.returncode}); see {log}"
-    return json.loads(lines[-1][len(OUTCOME_PREFIX) :])
+    outcome = parse_outcome(result.stdout)
+    assert outcome, f"{dag_id} did not report an outcome (exit {result.returncode}); see {log}"
+    return outcome
