@@ -160,7 +160,7 @@ def markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=200_000, help="Impressions per day (default: %(default)s).")
+    parser.add_argument("--scale", type=int, default=50_000, help="Impressions per day (default: %(default)s).")
     parser.add_argument("--days", type=int, default=2, help="Arrival days; the last one is rebuilt (default: 2).")
     parser.add_argument("--repeat", type=int, default=2, help="Rounds of the four runs (default: %(default)s).")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
