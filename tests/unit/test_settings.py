@@ -86,3 +86,12 @@ def test_cosmos_runs_the_embedded_target_by_default_and_thrift_on_the_stack(tmp_
     assert stack["profile_config"].target_name == "thrift"
     assert stack["operator_args"]["env"]["ADX_DBT_TARGET"] == "thrift"
     assert embedded["execution_config"].execution_mode.value == "watcher"
+
+
+def test_a_relative_data_dir_gives_airflow_an_absolute_home(monkeypatch, tmp_path):
+    """Airflow refuses a relative sqlite path (seen: `--data-dir data/x` failed `airflow db migrate`)."""
+    from ingestion.orchestration.airflow_env import airflow_environment
+
+    monkeypatch.chdir(tmp_path)
+    environment = airflow_environment(Settings(data_dir=Path("data")))
+    assert environment["AIRFLOW_HOME"] == str(tmp_path / "data" / "airflow" / "home")
