@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -27,6 +27,7 @@ class Settings(BaseSettings):
         default=PROJECT_DIR / "data",
         description="Project-local folder for landing files, ground truth, the lake and the metastore.",
     )
+
     lake_uri: str | None = Field(
         default=None,
         description="Warehouse location of every table (spark.sql.warehouse.dir); a local path or an hdfs:// URI. "
@@ -107,6 +108,13 @@ class Settings(BaseSettings):
         default=PROJECT_DIR / ".jars",
         description="Spark connector jars resolved from Maven Central by `make jars` (jvm/pom.xml).",
     )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, data_dir: Path) -> Path:
+        # Every location derives from it (lake, Derby, Airflow's sqlite, which refuses a relative path), and
+        # subprocesses run from the project folder: resolve a relative one once, against the caller's folder.
+        return data_dir.absolute()
 
     @property
     def landing_dir(self) -> Path:

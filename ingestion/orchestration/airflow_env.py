@@ -11,7 +11,7 @@ DAGS_FOLDER = PROJECT_DIR / "airflow" / "dags"
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
-    home = settings.data_dir.resolve() / "airflow" / "home"  # Airflow refuses a relative sqlite path
+    home = settings.data_dir / "airflow" / "home"
     port = str(settings.airflow_port)
     return {
         "AIRFLOW_HOME": str(home),

@@ -93,5 +93,7 @@ def test_a_relative_data_dir_gives_airflow_an_absolute_home(monkeypatch, tmp_pat
     from ingestion.orchestration.airflow_env import airflow_environment
 
     monkeypatch.chdir(tmp_path)
-    environment = airflow_environment(Settings(data_dir=Path("data")))
+    settings = Settings(data_dir=Path("data"))
+    assert settings.data_dir == tmp_path / "data"
+    environment = airflow_environment(settings)
     assert environment["AIRFLOW_HOME"] == str(tmp_path / "data" / "airflow" / "home")
