@@ -93,12 +93,13 @@ def jvm_start_seconds(data_dir: Path, log_file: Path) -> float:
     return seconds
 
 
-def run(scale: int, days: int, repeat: int, data_dir: Path = DEFAULT_DATA_DIR, modes: tuple[str, ...] = ()) -> dict:
+def run(
+    scale: int, days: int, repeat: int, data_dir: Path = DEFAULT_DATA_DIR, modes: tuple[str, ...] = tuple(MODES)
+) -> dict:
     data_dir.mkdir(parents=True, exist_ok=True)
     log_file = data_dir / "bench-airflow.log"
     last_day = prepare(data_dir, scale, days, log_file)
     conf = json.dumps({"start_date": last_day.isoformat(), "end_date": last_day.isoformat()})
-    modes = modes or tuple(MODES)
     runs: dict[str, list[float]] = {"dbt build": [], **{mode: [] for mode in modes}}
     tasks: dict[str, int] = {}
     order = ["dbt build", *modes]
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=50_000, help="Impressions per day (default: %(default)s).")
     parser.add_argument("--days", type=int, default=2, help="Arrival days; the last one is rebuilt (default: 2).")
-    parser.add_argument("--repeat", type=int, default=2, help="Rounds of the four runs (default: %(default)s).")
+    parser.add_argument("--repeat", type=int, default=2, help="Rounds of the timed runs (default: %(default)s).")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument(
         "--modes", nargs="+", choices=list(MODES), default=list(MODES), help="Execution modes to time (default: all)."
