@@ -8,9 +8,10 @@ JARS_STAMP := .jars/.resolved
 KAFKA_STAMP := .kafka/.resolved
 HADOOP_STAMP := .hadoop/.resolved
 POSTGRES_STAMP := $(VENV)/.postgres
+PROMETHEUS_STAMP := $(VENV)/.prometheus
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run run-stack airflow test test-fast bench lint setup jars kafka-jars hadoop-jars postgres clean
+.PHONY: run run-stack airflow test test-fast bench lint setup jars kafka-jars hadoop-jars postgres prometheus clean
 
 ## run: set up, then generate → load → transform → report → verify on the embedded warehouse
 run: setup
@@ -44,7 +45,7 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-setup: $(STAMP) $(JARS_STAMP) $(KAFKA_STAMP) $(HADOOP_STAMP) $(POSTGRES_STAMP)
+setup: $(STAMP) $(JARS_STAMP) $(KAFKA_STAMP) $(HADOOP_STAMP) $(POSTGRES_STAMP) $(PROMETHEUS_STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -84,6 +85,13 @@ postgres: $(POSTGRES_STAMP)
 
 $(POSTGRES_STAMP): scripts/install-postgres.sh $(STAMP)
 	scripts/install-postgres.sh
+	touch $@
+
+## prometheus: the Prometheus server and promtool of the stack and the alert-rule tests, from Debian's packages
+prometheus: $(PROMETHEUS_STAMP)
+
+$(PROMETHEUS_STAMP): scripts/install-prometheus.sh $(STAMP)
+	scripts/install-prometheus.sh
 	touch $@
 
 clean:

@@ -142,10 +142,12 @@ def load(dates: list[date], sources: tuple[str, ...]) -> None:
 def _load(spark, settings: Settings, dates, sources) -> None:
     from ingestion.loader import ReconciliationError
     from ingestion.loader import load as load_batches
+    from ingestion.monitoring.metrics import recorded_stage
 
     started = _step("load: landing files -> raw tables")
     try:
-        results = load_batches(spark, settings, sources, dates)
+        with recorded_stage(settings, "load"):
+            results = load_batches(spark, settings, sources, dates)
     except ReconciliationError as error:
         click.secho(f"   load does not reconcile: {error}", fg="red", err=True)
         sys.exit(1)
@@ -301,6 +303,7 @@ def transform(run_date: date | None, select: str | None) -> None:
 
 def _transform(spark, settings: Settings, run_date: date | None, select: str | None = None) -> None:
     from ingestion.loader import ensure_raw_tables
+    from ingestion.monitoring.metrics import recorded_stage
     from ingestion.spark import refresh_tables
     from ingestion.stack.preflight import StackError, check_dbt_target, thrift_diagnosis
     from ingestion.transform import DbtError, build
@@ -311,7 +314,8 @@ def _transform(spark, settings: Settings, run_date: date | None, select: str | N
     started = _step(f"transform: dbt build{f' for {run_date}' if run_date else ' (all dates)'} on target {target}")
     try:
         check_dbt_target(settings)
-        build(settings, run_date=run_date, select=select)
+        with recorded_stage(settings, "transform"):
+            build(settings, run_date=run_date, select=select)
     except (DbtError, StackError) as error:
         click.secho(f"   {error}", fg="red", err=True)
         if target == "thrift":
@@ -427,7 +431,7 @@ def _verify(spark, settings: Settings, as_of: date | None) -> None:
 @click.option("--start-date", default=DEFAULT_START_DATE, show_default=True, callback=_parse_date)
 @click.option("--mess-rate", default=0.01, show_default=True, type=click.FloatRange(0, 0.5))
 def run(days: int, scale: int, seed: int, start_date: date, mess_rate: float) -> None:
-    """The main job: generate → load → transform → report → verify, in one Spark session."""
+    """The main job: generate → load → transform → report → status → verify, in one Spark session."""
     settings = _settings()
     started = time.monotonic()
     _generate(settings, days, scale, seed, start_date, mess_rate)
@@ -435,8 +439,35 @@ def run(days: int, scale: int, seed: int, start_date: date, mess_rate: float) ->
     _load(spark, settings, None, None)
     _transform(spark, settings, None)
     _report(spark, settings, docs=True)
+    _status(spark, settings)
     _verify(spark, settings, None)
     click.secho(f"\nadx run finished in {time.monotonic() - started:.0f} s", bold=True)
+
+
+@main.command()
+def status() -> None:
+    """What an operator checks first: stale sources, volume anomalies by campaign, schema changes, failed dbt
+    models and tests (their latest result, from ops.dbt_run_results), and every source's newest arrival, last load
+    and quarantine. Also writes these figures as Prometheus metrics (ADX_DATA_DIR/metrics/warehouse_status.prom,
+    served by `adx stack up exporter`). Exit 1 when something needs attention."""
+    settings = _settings()
+    if not _status(_spark(settings), settings):
+        sys.exit(1)
+
+
+def _status(spark, settings: Settings) -> bool:
+    from datetime import UTC, datetime
+
+    from ingestion.monitoring.metrics import STATUS_JOB, status_registry, write_metric_file
+    from ingestion.monitoring.status import summary, warehouse_status
+
+    started = _step("status: sources, dbt results and anomalies")
+    current = warehouse_status(spark, datetime.now(UTC))
+    click.echo(summary(current))
+    path = write_metric_file(settings, STATUS_JOB, status_registry(current))
+    click.echo(f"   metrics: {path}")
+    _done(started)
+    return current.healthy
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
@@ -542,6 +573,8 @@ def stack() -> None:
     hdfs-datanode   its DataNode                   127.0.0.1:ADX_HDFS_PORT + 2 to + 4
     thrift          the Spark Thrift Server        127.0.0.1:ADX_THRIFT_PORT (10000)
     kafka           a single-node broker (KRaft)   ADX_KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:19092)
+    exporter        the pipeline's metrics         127.0.0.1:ADX_EXPORTER_PORT (19108)
+    prometheus      scrapes them, alert rules      127.0.0.1:ADX_PROMETHEUS_PORT (19090)
 
     Everything binds to 127.0.0.1; data, logs and pid files are under ADX_DATA_DIR/stack. The services keep
     running after the command returns, until `adx stack down`. ADX_WAREHOUSE=stack points the other commands

@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         default="after_each",
         description="local mode only: tests as their own tasks after each model, or `dbt build` per model.",
     )
+    exporter_port: int = Field(
+        default=19108, description="Port of the metrics exporter (`adx stack up exporter`) that Prometheus scrapes."
+    )
+    prometheus_port: int = Field(default=19090, description="Port of the stack's Prometheus server (127.0.0.1).")
+    prometheus_interval_seconds: int = Field(
+        default=15, ge=1, description="Prometheus's scrape and rule-evaluation interval."
+    )
     airflow_port: int = Field(default=8080, description="Port of `make airflow`'s UI and API server (127.0.0.1).")
     airflow_retry_delay_seconds: float = Field(
         default=60, ge=0, description="First retry delay of a failed Airflow task (then exponential, up to 15 min)."
@@ -128,6 +135,11 @@ class Settings(BaseSettings):
     def stack_dir(self) -> Path:
         """Data, logs and pid files of the local services started by `adx stack up`."""
         return self.data_dir / "stack"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Prometheus text files written by batch jobs (`adx load`, `adx status`), served by the exporter."""
+        return self.data_dir / "metrics"
 
     @property
     def streaming_dir(self) -> Path:

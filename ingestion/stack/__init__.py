@@ -1,6 +1,7 @@
 """The local services of the shared warehouse and the streaming path, started and stopped by
 `adx stack up|down|status`: PostgreSQL (the Hive metastore database), HDFS (NameNode and DataNode: the lake),
-the Spark Thrift Server (dbt's thrift target and SQL analysts) and the Kafka broker.
+the Spark Thrift Server (dbt's thrift target and SQL analysts), the Kafka broker, and the monitoring pair: the
+metrics exporter and the Prometheus server that scrapes it and evaluates the alert rules.
 
 Every service binds to 127.0.0.1 only and keeps its data, logs and pid file under `settings.stack_dir`. Services
 are started in the order of SERVICES and stopped in reverse order. To add one, write a class with the `Service`
@@ -17,6 +18,7 @@ from typing import Protocol
 from ingestion.settings import Settings
 from ingestion.stack.hdfs import HdfsDataNode, HdfsNameNode
 from ingestion.stack.kafka import KafkaBroker, TopicState, ensure_topics
+from ingestion.stack.monitoring import MetricsExporter, PrometheusServer
 from ingestion.stack.postgres import PostgresMetastoreDb
 from ingestion.stack.process import PortInUseError, StackError
 from ingestion.stack.thrift import ThriftServer
@@ -61,8 +63,10 @@ SERVICES: tuple[Callable[[Settings], Service], ...] = (
     HdfsDataNode,
     ThriftServer,
     KafkaBroker,
+    MetricsExporter,
+    PrometheusServer,
 )
-SERVICE_NAMES = ("postgres", "hdfs-namenode", "hdfs-datanode", "thrift", "kafka")
+SERVICE_NAMES = ("postgres", "hdfs-namenode", "hdfs-datanode", "thrift", "kafka", "exporter", "prometheus")
 
 
 @dataclass(frozen=True)
