@@ -1,7 +1,8 @@
 """The failure callback of every DAG: one structured alert per failed task, for the monitoring path to route.
 
 Each alert is one JSON object, logged on the `adx.alerts` logger (so it is in the task's log in the Airflow UI)
-and appended to ADX_DATA_DIR/alerts/airflow.jsonl, which the monitoring issue's exporter reads.
+and appended to ADX_DATA_DIR/alerts/airflow.jsonl, which the metrics exporter (ingestion/monitoring/exporter.py) serves
+as adx_airflow_task_failures_total and adx_airflow_task_last_failure_timestamp_seconds for the AdxAirflowTaskFailed alert.
 """
 
 from __future__ import annotations
