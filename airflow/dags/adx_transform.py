@@ -9,7 +9,9 @@ rerun replaces what the previous run wrote.
 
 `dbt` is a Cosmos DbtTaskGroup over the project (rendered from the manifest `adx airflow-manifest` builds):
 source freshness first, then one task per seed and model with its tests after it
-(see ingestion/orchestration/dbt_cosmos.py for the execution mode).
+(see ingestion/orchestration/dbt_cosmos.py for the execution mode). `check_data` runs last, once every dbt task
+succeeded: the anomaly tests (tag `anomaly`) and `adx status`'s Prometheus metrics (docs/monitoring.md). A failed
+dbt task alerts through the failure callback instead.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from airflow.sdk import AssetAny, Param, dag, task
 from cosmos import DbtTaskGroup
 
 from ingestion.orchestration.dag_defaults import RAW_SOURCES, common_dag_args, raw_asset
-from ingestion.orchestration.dbt_cosmos import INTERVAL_TASK_ID, cosmos_task_group_kwargs, start_sensors_after_producer
+from ingestion.orchestration.dbt_cosmos import (
+    CHECK_DATA_TASK_ID,
+    INTERVAL_TASK_ID,
+    cosmos_task_group_kwargs,
+    start_sensors_after_producer,
+)
 from ingestion.settings import Settings
 
 settings = Settings()
@@ -51,8 +58,14 @@ def adx_transform():
         print(f"rebuilding arrival dates {interval.describe()}: dbt vars {dbt_vars}")
         return {"interval": interval.describe(), "dbt_vars": dbt_vars}
 
+    @task(task_id=CHECK_DATA_TASK_ID)
+    def check_data() -> dict:
+        from ingestion.orchestration.tasks import check_data as run_anomaly_tests_and_status
+
+        return run_anomaly_tests_and_status(Settings())
+
     dbt = DbtTaskGroup(group_id="dbt", **cosmos_task_group_kwargs(settings))
-    dbt_interval() >> dbt
+    dbt_interval() >> dbt >> check_data()
     start_sensors_after_producer(dbt)
 
 

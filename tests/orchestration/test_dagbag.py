@@ -30,7 +30,8 @@ for dag_id, dag in bag.dags.items():
         "tags": sorted(dag.tags), "max_active_runs": dag.max_active_runs, "catchup": dag.catchup,
         "doc_md": bool(dag.doc_md), "default_retries": dag.default_args.get("retries"),
         "tasks": {t.task_id: {"retries": t.retries, "on_failure_callback": bool(t.on_failure_callback),
-                              "type": type(t).__name__, "upstream": sorted(t.upstream_task_ids)} for t in dag.tasks},
+                              "type": type(t).__name__, "upstream": sorted(t.upstream_task_ids),
+                              "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule)} for t in dag.tasks},
         "sorted": len(order) == len(dag.tasks),
     }
 print("FACTS " + json.dumps(facts))
@@ -90,6 +91,18 @@ def test_transform_renders_one_task_per_model_with_its_tests_after_it(dagbag_fac
     # source freshness first: the models reading a source wait for its freshness task
     assert "dbt.adserver_impressions_source" in tasks["dbt.base_adserver__impressions_validated.run"]["upstream"]
     assert "dbt.fct_clicks.test" in tasks["dbt.agg_campaign_daily.run"]["upstream"]
+
+
+def test_transform_checks_the_data_last(dagbag_facts):
+    tasks = dagbag_facts["dags"]["adx_transform"]["tasks"]
+    # the anomaly tests are not rendered as Cosmos tasks (they would gate the models): check_data runs them
+    assert not [task_id for task_id in tasks if "anomaly" in task_id]
+    check = tasks["check_data"]
+    # after every dbt task succeeded: an all_done leaf would turn a failed run into a successful DAG run
+    assert check["trigger_rule"] == "all_success"
+    assert check["upstream"] and all(task_id.startswith("dbt.") for task_id in check["upstream"])
+    downstream_of_check = [task_id for task_id, task in tasks.items() if "check_data" in task["upstream"]]
+    assert downstream_of_check == []
 
 
 def test_ingest_lands_each_source_in_its_own_task(dagbag_facts):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import date
 
 import pytest
 from click.testing import CliRunner
 
 from ingestion.cli import main as adx
+from ingestion.settings import PROJECT_DIR
 from ingestion.verify import verify
 
 pytestmark = pytest.mark.integration
@@ -31,6 +33,36 @@ def built(built_warehouse):
 def test_marts_reproduce_the_ground_truth(spark, built):
     settings, _, _ = built
     assert verify(spark, settings, as_of=DAY_2) == []
+
+
+def test_the_build_recorded_every_node_in_ops_run_results(spark, built):
+    """The on-run-end hook wrote one row per node of the build: what ran, how it ended, how long it took."""
+    latest = spark.sql(
+        """
+        select resource_type, status, count(*) as nodes, min(execution_seconds) as fastest, count(distinct command)
+            as commands
+        from ops.dbt_run_results
+        where invocation_id = (
+            select max_by(invocation_id, run_started_at) from ops.dbt_run_results where command = 'build'
+        )
+        group by resource_type, status
+        """
+    ).collect()
+    by_kind = {(row.resource_type, row.status): row.nodes for row in latest}
+    project = json.loads((PROJECT_DIR / "target" / "manifest.json").read_text())
+    models = sum(1 for node in project["nodes"].values() if node["resource_type"] == "model")
+    tests = sum(1 for node in project["nodes"].values() if node["resource_type"] == "test")
+    assert by_kind == {
+        ("seed", "success"): 5,
+        ("model", "success"): models,
+        ("test", "pass"): tests,
+        ("unit_test", "pass"): 5,
+    }
+    assert all(row.fastest > 0 and row.commands == 1 for row in latest)
+    anomaly_tests = spark.sql(
+        "select count(*) from ops.dbt_run_results where tags like '%anomaly%' and status = 'pass'"
+    ).first()[0]
+    assert anomaly_tests >= 14  # two days of history: nothing to flag, and every anomaly test ran
 
 
 def test_every_bad_record_is_quarantined_or_rejected_with_its_reason(spark, built):
