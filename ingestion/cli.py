@@ -456,16 +456,13 @@ def status() -> None:
 
 
 def _status(spark, settings: Settings) -> bool:
-    from datetime import UTC, datetime
-
-    from ingestion.monitoring.metrics import STATUS_JOB, status_registry, write_metric_file
-    from ingestion.monitoring.status import summary, warehouse_status
+    from ingestion.monitoring.metrics import STATUS_JOB, metric_file, record_status
+    from ingestion.monitoring.status import summary
 
     started = _step("status: sources, dbt results and anomalies")
-    current = warehouse_status(spark, datetime.now(UTC))
+    current = record_status(spark, settings)
     click.echo(summary(current))
-    path = write_metric_file(settings, STATUS_JOB, status_registry(current))
-    click.echo(f"   metrics: {path}")
+    click.echo(f"   metrics: {metric_file(settings, STATUS_JOB)}")
     _done(started)
     return current.healthy
 

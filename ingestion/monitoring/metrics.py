@@ -11,19 +11,35 @@ from __future__ import annotations
 import time as clock
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
-from ingestion.monitoring.status import WarehouseStatus
+from ingestion.monitoring.status import WarehouseStatus, warehouse_status
 from ingestion.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 STATUS_JOB = "warehouse_status"
 
 
+def record_status(spark: SparkSession, settings: Settings) -> WarehouseStatus:
+    """Read the warehouse's status now and write it as the status metric file (`adx status`, Airflow's
+    check_data)."""
+    status = warehouse_status(spark, datetime.now(UTC))
+    write_metric_file(settings, STATUS_JOB, status_registry(status))
+    return status
+
+
+def metric_file(settings: Settings, job: str) -> Path:
+    return settings.metrics_dir / f"{job}.prom"
+
+
 def write_metric_file(settings: Settings, job: str, registry: CollectorRegistry) -> Path:
-    path = settings.metrics_dir / f"{job}.prom"
+    path = metric_file(settings, job)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
     return path
@@ -101,8 +117,7 @@ def _source_metrics(status: WarehouseStatus, registry: CollectorRegistry) -> Non
     )
     for health in status.sources:
         if health.latest_arrival is not None:
-            midnight = datetime.combine(health.latest_arrival, time.min, tzinfo=UTC)
-            arrival.labels(source=health.source).set(midnight.timestamp())
+            arrival.labels(source=health.source).set(_midnight_utc(health.latest_arrival))
         if health.last_loaded_at is not None:
             loaded.labels(source=health.source).set(_utc_timestamp(health.last_loaded_at))
         if health.lag_days is not None:
@@ -133,14 +148,12 @@ def _dbt_metrics(status: WarehouseStatus, registry: CollectorRegistry) -> None:
         "adx_dbt_last_run_timestamp_seconds", "Start of the newest dbt invocation recorded.", registry=registry
     )
     nodes = Gauge("adx_dbt_nodes", "dbt nodes by the status of their latest result.", ["status"], registry=registry)
-    counts: dict[str, int] = {}
+    for node in status.failed_nodes:
+        failed.labels(node=node.name, resource_type=node.resource_type, status=node.status).set(1)
     for node in status.nodes:
-        counts[node.status] = counts.get(node.status, 0) + 1
-        if node in status.failed_nodes:
-            failed.labels(node=node.name, resource_type=node.resource_type, status=node.status).set(1)
         if node.execution_seconds is not None:
             duration.labels(node=node.name, resource_type=node.resource_type).set(node.execution_seconds)
-    for node_status, count in counts.items():
+    for node_status, count in status.node_counts.items():
         nodes.labels(status=node_status).set(count)
     if status.nodes:
         last_run.set(max(_utc_timestamp(node.run_started_at) for node in status.nodes))
@@ -174,6 +187,10 @@ def _anomaly_metrics(status: WarehouseStatus, registry: CollectorRegistry) -> No
             schema.labels(relation=anomaly.relation, **anomaly.labels).set(1)
 
 
+def _midnight_utc(day: date) -> float:
+    return datetime.combine(day, time.min, tzinfo=UTC).timestamp()
+
+
 def _utc_timestamp(moment: datetime) -> float:
     """Spark returns naive timestamps in the session time zone, which get_spark sets to UTC."""
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
@@ -200,4 +217,4 @@ def _campaign_metrics(status: WarehouseStatus, registry: CollectorRegistry) -> N
     for row in status.campaigns:
         for measure, gauge in gauges.items():
             gauge.labels(campaign=row.campaign_id, advertiser=row.advertiser_id).set(getattr(row, measure))
-        day.set(datetime.combine(row.event_date, time.min, tzinfo=UTC).timestamp())
+        day.set(_midnight_utc(row.event_date))

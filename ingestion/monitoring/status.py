@@ -116,6 +116,14 @@ class WarehouseStatus:
         return [health for health in self.sources if health.source in stale or health.latest_arrival is None]
 
     @property
+    def node_counts(self) -> dict[str, int]:
+        """dbt nodes by the status of their latest result."""
+        counts: dict[str, int] = {}
+        for node in self.nodes:
+            counts[node.status] = counts.get(node.status, 0) + 1
+        return counts
+
+    @property
     def healthy(self) -> bool:
         return not (self.failed_nodes or self.anomalies or self.stale_sources)
 
@@ -322,9 +330,7 @@ def summary(status: WarehouseStatus) -> str:
         for h in status.sources
     ]
     lines.append(format_table(list(header), rows))
-    counts: dict[str, int] = {}
-    for node in status.nodes:
-        counts[node.status] = counts.get(node.status, 0) + 1
+    counts = status.node_counts
     if counts:
         lines.append("")
         lines.append("dbt nodes by latest result: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))

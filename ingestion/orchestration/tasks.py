@@ -153,17 +153,14 @@ def check_data(settings: Settings) -> dict:
     """The anomaly tests (dbt tag `anomaly`: volume per source and campaign, arrival lag, raw schema; severity
     from var anomaly_severity, warn by default), then `adx status`'s figures as Prometheus metrics. Anomalies and
     failed nodes are reported and alerted on, they do not fail this task: the dbt tasks already failed for theirs."""
-    from datetime import UTC, datetime
-
-    from ingestion.monitoring.metrics import STATUS_JOB, status_registry, write_metric_file
-    from ingestion.monitoring.status import summary, warehouse_status
+    from ingestion.monitoring.metrics import record_status
+    from ingestion.monitoring.status import summary
     from ingestion.transform import run_dbt
 
     spark = open_warehouse(settings)
     run_dbt(settings, ["test", "--select", "tag:anomaly"])
-    status = warehouse_status(spark, datetime.now(UTC))
+    status = record_status(spark, settings)
     print(summary(status))
-    write_metric_file(settings, STATUS_JOB, status_registry(status))
     return {
         "healthy": status.healthy,
         "stale_sources": [health.source for health in status.stale_sources],
