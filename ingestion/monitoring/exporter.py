@@ -1,5 +1,6 @@
-"""The metrics exporter Prometheus scrapes: every metric file the batch jobs wrote (ADX_DATA_DIR/metrics/*.prom) and
-the Airflow failure alerts (ADX_DATA_DIR/alerts/airflow.jsonl), on http://127.0.0.1:ADX_EXPORTER_PORT/metrics.
+"""The metrics exporter Prometheus scrapes: every metric file the batch jobs wrote (ADX_DATA_DIR/metrics/*.prom),
+the Airflow failure alerts (ADX_DATA_DIR/alerts/airflow.jsonl) and the Kafka consumer lag of the streaming queries
+(ingestion/monitoring/consumer_lag.py), on http://127.0.0.1:ADX_EXPORTER_PORT/metrics.
 
     python -m ingestion.monitoring.exporter --data-dir data --port 19108
 
@@ -25,6 +26,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from ingestion.monitoring.consumer_lag import ConsumerLagCollector
 from ingestion.orchestration.alerts import alerts_file
 from ingestion.settings import Settings
 
@@ -98,6 +100,7 @@ class PipelineCollector:
 def serve(settings: Settings, host: str, port: int) -> None:
     registry = CollectorRegistry()
     registry.register(PipelineCollector(settings.metrics_dir, alerts_file(settings)))
+    registry.register(ConsumerLagCollector(settings.streaming_dir / "checkpoints", settings.kafka_bootstrap_servers))
     server, thread = start_http_server(port, addr=host, registry=registry)
     log.info("serving %s on http://%s:%d/metrics", settings.data_dir, host, port)
     stopped = threading.Event()
@@ -112,9 +115,10 @@ def serve(settings: Settings, host: str, port: int) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="ADX_DATA_DIR of the pipeline.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=19108, show_default=True, type=click.IntRange(1, 65535))
-def main(data_dir: Path, host: str, port: int) -> None:
+@click.option("--kafka-bootstrap-servers", required=True, help="The broker the streaming queries read (for their lag).")
+def main(data_dir: Path, host: str, port: int, kafka_bootstrap_servers: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    serve(Settings(data_dir=data_dir), host, port)
+    serve(Settings(data_dir=data_dir, kafka_bootstrap_servers=kafka_bootstrap_servers), host, port)
 
 
 if __name__ == "__main__":

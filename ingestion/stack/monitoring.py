@@ -128,10 +128,12 @@ class MetricsExporter(_HttpService):
             HOST,
             "--port",
             str(self.port),
+            "--kafka-bootstrap-servers",
+            self.settings.kafka_bootstrap_servers,
         ]
 
     def detail(self) -> str:
-        return f"serves {self.settings.metrics_dir}/*.prom and the Airflow alerts"
+        return f"serves {self.settings.metrics_dir}/*.prom, the Airflow alerts and the streaming queries' Kafka lag"
 
 
 class PrometheusServer(_HttpService):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from promtool import run_promtool
 
 from ingestion.stack.monitoring import RULES_DIR, rules_file_paths
@@ -24,6 +25,7 @@ def test_the_rules_parse_and_name_the_alerts_the_issue_asks_for():
         "AdxDbtTestFailed",
         "AdxLanderStalled",
         "AdxAirflowTaskFailed",
+        "AdxConsumerLagHigh",
     ):
         assert f"alert: {alert}\n" in text
 
@@ -34,14 +36,21 @@ def test_the_rule_tests_pass():
     assert "SUCCESS" in tested.stdout
 
 
-def test_a_rule_test_fails_when_the_rule_stops_firing(tmp_path):
-    """The rule tests are not vacuous: raise the volume-drop threshold past the injected drop and they fail."""
+@pytest.mark.parametrize(
+    ("alert", "rule", "mutated"),
+    [
+        # past the injected drop (-7.4 spreads)
+        ("AdxVolumeDrop", "adx_volume_anomaly_deviation < 0\n", "adx_volume_anomaly_deviation < -10\n"),
+        # past the injected lag (15,000 records at 100 a minute: 9,000 s)
+        ("AdxConsumerLagHigh", ") > 7200\n", ") > 10000\n"),
+    ],
+)
+def test_a_rule_test_fails_when_the_rule_stops_firing(tmp_path, alert, rule, mutated):
+    """The rule tests are not vacuous: raise a threshold past the injected incident and they fail."""
     shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
     rules = RULES.read_text()
-    assert "expr: adx_volume_anomaly_deviation < 0\n" in rules
-    (tmp_path / RULES.name).write_text(
-        rules.replace("adx_volume_anomaly_deviation < 0\n", "adx_volume_anomaly_deviation < -10\n")
-    )
+    assert rules.count(rule) == 1
+    (tmp_path / RULES.name).write_text(rules.replace(rule, mutated))
     tested = run_promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path)
     assert tested.returncode != 0
-    assert "AdxVolumeDrop" in tested.stdout + tested.stderr
+    assert alert in tested.stdout + tested.stderr

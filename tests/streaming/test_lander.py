@@ -23,6 +23,7 @@ import fastavro
 import pytest
 from confluent_kafka import Producer
 
+from ingestion.monitoring.consumer_lag import consumer_lags
 from ingestion.streaming.openrtb import bid_request_record, write_rtb_file
 from ingestion.streaming.raw_sink import FAILPOINT_VARIABLE
 from ingestion.streaming.rtb_bridge import bridge_bid_requests
@@ -138,6 +139,28 @@ def test_n_produced_n_landed_and_dead_letters_quarantined_with_reasons(kafka_bro
     assert again.returncode == 0, again.stdout
     assert "nothing new to land" in again.stdout
     assert sorted(_landed_event_ids(spark, settings, "impressions", run)) == produced
+
+    # Consumer lag: nothing left to read after landing; what is published next is the lag, on the live broker.
+    checkpoints = checkpoint_dir(settings, "kafka_impressions").parent
+    assert _lag_by_topic(checkpoints, kafka_broker.bootstrap_servers) == {
+        IMPRESSIONS_TOPIC.name: 0,
+        IMPRESSIONS_DLQ_TOPIC.name: 0,
+    }
+    _produce_impressions(kafka_broker.bootstrap_servers, f"{run}-later", 7)
+    assert _lag_by_topic(checkpoints, kafka_broker.bootstrap_servers) == {
+        IMPRESSIONS_TOPIC.name: 7,
+        IMPRESSIONS_DLQ_TOPIC.name: 0,
+    }
+
+
+def _lag_by_topic(checkpoints: Path, bootstrap_servers: str) -> dict[str, int]:
+    lags = consumer_lags(checkpoints, bootstrap_servers)
+    assert lags, "no Kafka position in the lander's checkpoint"
+    assert {lag.query for lag in lags} == {"kafka_impressions"}
+    by_topic: dict[str, int] = {}
+    for lag in lags:
+        by_topic[lag.topic] = by_topic.get(lag.topic, 0) + lag.records
+    return by_topic
 
 
 @pytest.mark.parametrize(
