@@ -11,7 +11,7 @@ POSTGRES_STAMP := $(VENV)/.postgres
 PROMETHEUS_STAMP := $(VENV)/.prometheus
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run run-stack airflow test test-fast bench lint setup jars kafka-jars hadoop-jars postgres prometheus clean
+.PHONY: run run-stack airflow elementary test test-fast bench lint setup jars kafka-jars hadoop-jars postgres prometheus clean
 
 ## run: set up, then generate → load → transform → report → verify on the embedded warehouse
 run: setup
@@ -28,6 +28,12 @@ airflow: setup
 	$(BIN)/adx stack up kafka
 	$(BIN)/adx airflow-manifest
 	$(BIN)/adx airflow standalone
+
+## elementary: the optional Elementary switch (docs/monitoring.md#elementary): the edr CLI, then the pinned dbt
+## packages from the dbt hub, or from local copies when ADX_ELEMENTARY_PACKAGES_DIR names a folder holding them
+elementary: setup
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-elementary.txt
+	$(BIN)/adx elementary enable
 
 ## test: set up, then the whole test suite (fast tier and integration tier)
 test: setup

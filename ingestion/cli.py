@@ -561,6 +561,54 @@ def airflow(airflow_args: tuple[str, ...]) -> None:
 
 
 @main.group()
+def elementary() -> None:
+    """The Elementary switch (docs/monitoring.md#elementary): the elementary dbt package, its tests of the sources,
+    and `edr report`. Off by default: the core project needs neither the package nor the dbt hub."""
+
+
+@elementary.command("enable")
+@click.option(
+    "--packages-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="ADX_ELEMENTARY_PACKAGES_DIR",
+    help="Install from local copies (DIR/elementary, DIR/dbt_utils, the pinned versions) instead of the dbt hub.",
+)
+def elementary_enable(packages_dir: Path | None) -> None:
+    """Install the pinned elementary and dbt_utils packages (conf/elementary/packages.yml) in the dbt project."""
+    from ingestion.elementary import ElementaryError, enable
+
+    settings = _settings()
+    try:
+        enable(settings, packages_dir)
+    except ElementaryError as error:
+        click.secho(str(error), fg="red", err=True)
+        sys.exit(1)
+    click.echo(f"Elementary enabled in {settings.dbt_project_dir}; the next dbt build creates the elementary schema.")
+
+
+@elementary.command("disable")
+def elementary_disable() -> None:
+    """Remove the packages from the dbt project; the elementary schema's tables stay."""
+    from ingestion.elementary import disable
+
+    disable(_settings())
+
+
+@elementary.command("report")
+@click.option("--days-back", default=7, show_default=True, type=click.IntRange(1))
+def elementary_report(days_back: int) -> None:
+    """`edr report` on the warehouse, offline and without telemetry: ADX_DATA_DIR/elementary/report.html."""
+    from ingestion.elementary import ElementaryError, report
+
+    try:
+        path = report(_settings(), days_back)
+    except ElementaryError as error:
+        click.secho(str(error), fg="red", err=True)
+        sys.exit(1)
+    click.echo(f"Elementary report: {path}")
+
+
+@main.group()
 def stack() -> None:
     """The local services of the shared warehouse and the streaming path, in start order:
 

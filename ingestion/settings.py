@@ -142,6 +142,11 @@ class Settings(BaseSettings):
         return self.data_dir / "metrics"
 
     @property
+    def elementary_installed(self) -> bool:
+        """The elementary dbt package is installed in the dbt project (`adx elementary enable`)."""
+        return (self.dbt_project_dir / "dbt_packages" / "elementary" / "dbt_project.yml").is_file()
+
+    @property
     def streaming_dir(self) -> Path:
         """Shipper positions and Structured Streaming checkpoints."""
         return self.data_dir / "streaming"
@@ -202,4 +207,6 @@ class Settings(BaseSettings):
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DBT_PROFILES_DIR": str(PROJECT_DIR / "profiles"),
             "DBT_PROJECT_DIR": str(self.dbt_project_dir),
+            # Turns on the Elementary tests of the sources (tag elementary) once the package is installed.
+            "ADX_ELEMENTARY": "true" if self.elementary_installed else "false",
         }

@@ -10,8 +10,9 @@ rerun replaces what the previous run wrote.
 `dbt` is a Cosmos DbtTaskGroup over the project (rendered from the manifest `adx airflow-manifest` builds):
 source freshness first, then one task per seed and model with its tests after it
 (see ingestion/orchestration/dbt_cosmos.py for the execution mode). `check_data` runs last, once every dbt task
-succeeded: the anomaly tests (tag `anomaly`) and `adx status`'s Prometheus metrics (docs/monitoring.md). A failed
-dbt task alerts through the failure callback instead.
+succeeded: the anomaly tests (tag `anomaly`, Elementary's too when enabled) and `adx status`'s Prometheus metrics
+(docs/monitoring.md). A failed dbt task alerts through the failure callback instead. With the Elementary switch on
+(`adx elementary enable`), `elementary_report` follows: `edr report` to ADX_DATA_DIR/elementary/report.html.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cosmos import DbtTaskGroup
 from ingestion.orchestration.dag_defaults import RAW_SOURCES, common_dag_args, raw_asset
 from ingestion.orchestration.dbt_cosmos import (
     CHECK_DATA_TASK_ID,
+    ELEMENTARY_REPORT_TASK_ID,
     INTERVAL_TASK_ID,
     cosmos_task_group_kwargs,
     start_sensors_after_producer,
@@ -64,8 +66,19 @@ def adx_transform():
 
         return run_anomaly_tests_and_status(Settings())
 
+    @task(task_id=ELEMENTARY_REPORT_TASK_ID)
+    def elementary_report() -> str:
+        # Its own task: edr starts its own Spark, which the embedded Derby metastore admits only once check_data's
+        # process (and its Spark) has ended.
+        from ingestion.elementary import report
+
+        return str(report(Settings()))
+
     dbt = DbtTaskGroup(group_id="dbt", **cosmos_task_group_kwargs(settings))
-    dbt_interval() >> dbt >> check_data()
+    checked = check_data()
+    dbt_interval() >> dbt >> checked
+    if settings.elementary_installed:
+        checked >> elementary_report()
     start_sensors_after_producer(dbt)
 
 

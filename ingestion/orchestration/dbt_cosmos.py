@@ -27,6 +27,7 @@ from ingestion.settings import PROJECT_DIR, Settings
 
 INTERVAL_TASK_ID = "dbt_interval"
 CHECK_DATA_TASK_ID = "check_data"  # adx_transform's last task: anomaly tests and status metrics
+ELEMENTARY_REPORT_TASK_ID = "elementary_report"  # after check_data, when the elementary package is installed
 # The vars of every dbt invocation: the interval task's result, rendered as a dict (the DAG renders templates as
 # native objects).
 DBT_VARS_TEMPLATE = "{{ ti.xcom_pull(task_ids='" + INTERVAL_TASK_ID + "')['dbt_vars'] }}"

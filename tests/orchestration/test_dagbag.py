@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from airflow_runner import airflow_env, migrate_and_build_manifest, run
+from airflow_runner import ADX, airflow_env, migrate_and_build_manifest, run
+from elementary_project import PACKAGES_DIR, copy_dbt_project, needs_elementary_packages
 
 from ingestion.orchestration.airflow_env import DAGS_FOLDER
 
@@ -41,8 +42,10 @@ print("FACTS " + json.dumps(facts))
 @pytest.fixture(scope="module")
 def dagbag_facts(tmp_path_factory) -> dict:
     data_dir = tmp_path_factory.mktemp("adx-dagbag")
-    env = airflow_env(data_dir)
-    log = data_dir / "airflow-test.log"
+    return load_dagbag_facts(airflow_env(data_dir), data_dir / "airflow-test.log")
+
+
+def load_dagbag_facts(env: dict[str, str], log: Path) -> dict:
     migrate_and_build_manifest(env, log)
     result = run([sys.executable, "-c", FACTS], env, log, timeout=300)
     lines = [line for line in result.stdout.splitlines() if line.startswith("FACTS ")]
@@ -103,6 +106,22 @@ def test_transform_checks_the_data_last(dagbag_facts):
     assert check["upstream"] and all(task_id.startswith("dbt.") for task_id in check["upstream"])
     downstream_of_check = [task_id for task_id, task in tasks.items() if "check_data" in task["upstream"]]
     assert downstream_of_check == []
+
+
+@needs_elementary_packages
+def test_with_the_elementary_switch_on_transform_ends_with_its_report(tmp_path):
+    project = copy_dbt_project(tmp_path / "project")
+    env = airflow_env(tmp_path / "data", ADX_DBT_PROJECT_DIR=str(project), ADX_ELEMENTARY_PACKAGES_DIR=PACKAGES_DIR)
+    log = tmp_path / "airflow-test.log"
+    assert run([ADX, "elementary", "enable"], env, log).returncode == 0, f"see {log}"
+
+    tasks = load_dagbag_facts(env, log)["dags"]["adx_transform"]["tasks"]
+
+    assert tasks["elementary_report"]["upstream"] == ["check_data"]
+    # Elementary's tests are anomaly tests: check_data runs them; Cosmos does not render them as gates
+    # (the package's own models, metrics_anomaly_score and the like, are tasks: they only create its tables)
+    gates = ("anomaly_volume_", "anomaly_freshness_", "anomaly_schema_", "elementary_volume_", "elementary_schema_")
+    assert not [task_id for task_id in tasks if any(name in task_id for name in gates)]
 
 
 def test_ingest_lands_each_source_in_its_own_task(dagbag_facts):
