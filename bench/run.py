@@ -1,4 +1,5 @@
-"""`make bench`: wall time and throughput of generate, load and `dbt build` on the embedded warehouse.
+"""`make bench`: wall time and throughput of generate, load and `dbt build` on the embedded warehouse, and the fixed
+cost of a build (JVM start, dbt parse, per-node overhead: a run at a tiny size).
 
 Each size runs in its own process (the embedded Derby metastore admits one JVM) on a fresh data folder.
 Writes bench/results/<date>.json and <date>.md and prints the summary. Never part of `make test`.
@@ -26,7 +27,7 @@ def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
     from ingestion.generator import generate
     from ingestion.loader import load
     from ingestion.spark import get_spark
-    from ingestion.transform import build
+    from ingestion.transform import build, run_dbt
     from ingestion.verify import verify
 
     settings = Settings(data_dir=data_dir)
@@ -46,6 +47,12 @@ def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
     load(spark, settings)
     timings["load_s"] = time.perf_counter() - started
 
+    # A full parse, as a fresh checkout or a changed project pays it; the build after it parses partially.
+    (PROJECT_DIR / "target" / "partial_parse.msgpack").unlink(missing_ok=True)
+    started = time.perf_counter()
+    run_dbt(settings, ["parse"])
+    timings["dbt_parse_s"] = time.perf_counter() - started
+
     started = time.perf_counter()
     build(settings)
     timings["dbt_build_s"] = time.perf_counter() - started
@@ -62,7 +69,29 @@ def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
     return timings
 
 
-def summary_markdown(results: list[dict]) -> str:
+def fixed_cost_markdown(fixed: dict, results: list[dict]) -> list[str]:
+    """At a size this small, `dbt build` is nearly all fixed cost (dbt's per-node work, Spark planning and job
+    start-up): its time, against each measured size's build, says how much of that build is not work on data."""
+    per_node = fixed["dbt_build_s"] / fixed["dbt_nodes"]
+    lines = [
+        "",
+        f"Fixed cost, measured as the same run at {fixed['size']:,} impressions/day: JVM and Spark session start "
+        f"{fixed['jvm_start_s']:.1f} s, dbt full parse {fixed['dbt_parse_s']:.1f} s, dbt build "
+        f"{fixed['dbt_build_s']:.1f} s ({fixed['dbt_nodes']} nodes, {per_node:.2f} s a node).",
+        "",
+        "| impressions/day | dbt build s | of which fixed s | fixed share | work on data s |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        share = fixed["dbt_build_s"] / r["dbt_build_s"]
+        lines.append(
+            f"| {r['size']:,} | {r['dbt_build_s']:.1f} | {fixed['dbt_build_s']:.1f} | {share:.0%} "
+            f"| {r['dbt_build_s'] - fixed['dbt_build_s']:.1f} |"
+        )
+    return lines
+
+
+def summary_markdown(results: list[dict], fixed: dict | None = None) -> str:
     lines = [
         f"# make bench, {date.today().isoformat()}",
         "",
@@ -80,6 +109,8 @@ def summary_markdown(results: list[dict]) -> str:
             f"| {r['jvm_start_s']:.1f} | {r['load_s']:.1f} | {events / r['load_s']:,.0f} "
             f"| {r['dbt_build_s']:.1f} | {events / r['dbt_build_s']:,.0f} | {r['dbt_nodes']} | {r['verified']} |"
         )
+    if fixed:
+        lines += fixed_cost_markdown(fixed, results)
     for r in results:
         lines += [
             "",
@@ -91,11 +122,38 @@ def summary_markdown(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def measure_in_subprocess(size: int, days: int, seed: int) -> dict:
+    """measure_one in a process of its own (its own JVM and Derby metastore) on a fresh data folder."""
+    with tempfile.TemporaryDirectory(prefix=f"adx-bench-{size}-") as data_dir:
+        command = [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--one",
+            str(size),
+            "--days",
+            str(days),
+            "--seed",
+            str(seed),
+            "--data-dir",
+            data_dir,
+        ]
+        print(f"bench: {size:,} impressions/day x {days} day(s) ...", file=sys.stderr, flush=True)
+        output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=PROJECT_DIR).stdout
+        return json.loads(output.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000000,4000000", help="Impressions per day, comma-separated.")
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--fixed-cost-size",
+        type=int,
+        default=1_000,
+        help="A run at this many impressions/day measures the fixed cost of a build (0: skip).",
+    )
     parser.add_argument(
         "--suite",
         choices=("embedded", "streaming", "analyst", "airflow", "all"),
@@ -137,27 +195,10 @@ def main() -> None:
         airflow.main([])
         return
 
-    results = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        with tempfile.TemporaryDirectory(prefix=f"adx-bench-{size}-") as data_dir:
-            command = [
-                sys.executable,
-                "-m",
-                "bench.run",
-                "--one",
-                str(size),
-                "--days",
-                str(args.days),
-                "--seed",
-                str(args.seed),
-                "--data-dir",
-                data_dir,
-            ]
-            print(f"bench: {size:,} impressions/day x {args.days} day(s) ...", file=sys.stderr, flush=True)
-            output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=PROJECT_DIR).stdout
-            results.append(json.loads(output.strip().splitlines()[-1]))
+    results = [measure_in_subprocess(size, args.days, args.seed) for size in (int(s) for s in args.sizes.split(","))]
+    fixed = measure_in_subprocess(args.fixed_cost_size, args.days, args.seed) if args.fixed_cost_size else None
 
-    write_results(date.today().isoformat(), results, summary_markdown(results))
+    write_results(date.today().isoformat(), {"sizes": results, "fixed_cost": fixed}, summary_markdown(results, fixed))
 
     if args.suite == "all":
         from bench import airflow, analyst, streaming
