@@ -18,12 +18,13 @@ import time
 from datetime import date
 from pathlib import Path
 
+from bench.memory import PeakMemory
 from bench.report import write_results
 from ingestion.settings import PROJECT_DIR, Settings
 
 
 def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
-    """Generate, load and build one dataset in this process; return the timings."""
+    """Generate, load and build one dataset in this process; return the timings and each stage's peak memory."""
     from ingestion.generator import generate
     from ingestion.loader import load
     from ingestion.spark import get_spark
@@ -32,9 +33,11 @@ def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
 
     settings = Settings(data_dir=data_dir)
     timings: dict = {"size": size, "days": days}
+    peaks = PeakMemory()
 
     started = time.perf_counter()
-    summary = generate(settings.data_dir, days=days, scale=size, seed=seed)
+    with peaks.stage("generate"):
+        summary = generate(settings.data_dir, days=days, scale=size, seed=seed)
     timings["generate_s"] = time.perf_counter() - started
     timings["records"] = sum(summary.records.values())
 
@@ -44,7 +47,8 @@ def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
     timings["jvm_start_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    load(spark, settings)
+    with peaks.stage("load"):
+        load(spark, settings)
     timings["load_s"] = time.perf_counter() - started
 
     # A full parse, as a fresh checkout or a changed project pays it; the build after it parses partially.
@@ -54,7 +58,8 @@ def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
     timings["dbt_parse_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    build(settings)
+    with peaks.stage("dbt_build"):
+        build(settings)
     timings["dbt_build_s"] = time.perf_counter() - started
     run_results = json.loads((PROJECT_DIR / "target" / "run_results.json").read_text())
     nodes = sorted(
@@ -66,6 +71,7 @@ def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
     timings["dbt_slowest_nodes"] = nodes[:10]
     timings["verified"] = verify(spark, settings, as_of=summary.arrival_dates[-1]) == []
     spark.stop()
+    timings["peak_rss_bytes"] = peaks.bytes  # this process and the Spark JVM, per stage
     return timings
 
 
@@ -109,6 +115,16 @@ def summary_markdown(results: list[dict], fixed: dict | None = None) -> str:
             f"| {r['jvm_start_s']:.1f} | {r['load_s']:.1f} | {events / r['load_s']:,.0f} "
             f"| {r['dbt_build_s']:.1f} | {events / r['dbt_build_s']:,.0f} | {r['dbt_nodes']} | {r['verified']} |"
         )
+    lines += [
+        "",
+        "Peak resident memory per stage (this process and the Spark JVM, sampled every 0.2 s), MiB:",
+        "",
+        "| impressions/day | generate | load | dbt build |",
+        "|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        peak = {stage: rss / 2**20 for stage, rss in r["peak_rss_bytes"].items()}
+        lines.append(f"| {r['size']:,} | {peak['generate']:,.0f} | {peak['load']:,.0f} | {peak['dbt_build']:,.0f} |")
     if fixed:
         lines += fixed_cost_markdown(fixed, results)
     for r in results:
