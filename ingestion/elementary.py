@@ -11,8 +11,9 @@ The core project never needs the package: it builds and tests offline without it
 
 `edr` runs dbt on its own internal project, whose packages it would fetch from the hub with `dbt deps`, and it
 sends usage telemetry and asks PyPI for its latest version. Here it runs with a config of our own
-(ADX_DATA_DIR/elementary/.edr/config.yml) that turns off all three, and with the internal project's packages pointed (DBT_PACKAGES_FOLDER) at copies of the ones installed
-in the dbt project: the CLI's pinned version expects exactly those.
+(ADX_DATA_DIR/elementary/.edr/config.yml) that turns off all three, and with the internal project's packages
+pointed (DBT_PACKAGES_FOLDER) at copies of the ones installed in the dbt project: the CLI's pinned version expects
+exactly those.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from ingestion.settings import PROJECT_DIR, Settings
+from ingestion.transform import DbtError, discard_saved_parse, run_dbt
 
 PINNED_PACKAGES_FILE = PROJECT_DIR / "conf" / "elementary" / "packages.yml"
 ELEMENTARY_REQUIREMENTS = PROJECT_DIR / "requirements-elementary.txt"
@@ -77,11 +79,9 @@ def enable(settings: Settings, packages_dir: Path | None = None) -> None:
     else:
         _install_local(project, packages_dir)
     # A saved parse predates the package's macros and the dispatch to ours: parse everything again.
-    (project / "target" / "partial_parse.msgpack").unlink(missing_ok=True)
+    discard_saved_parse(settings)
     for name in PACKAGES:
-        target = edr_packages_dir(settings) / name
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(project / "dbt_packages" / name, target)
+        _replace_folder(project / "dbt_packages" / name, edr_packages_dir(settings) / name)
     edr_config_dir(settings).mkdir(parents=True, exist_ok=True)
     (edr_config_dir(settings) / "config.yml").write_text(yaml.safe_dump(EDR_CONFIG))
 
@@ -102,14 +102,15 @@ def _install_local(project: Path, packages_dir: Path) -> None:
     entries = [{"local": str(packages_dir / name)} for name in PACKAGES]
     (project / "packages.yml").write_text(yaml.safe_dump({"packages": entries}, sort_keys=False))
     for name in PACKAGES:
-        target = project / "dbt_packages" / name
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(packages_dir / name, target)
+        _replace_folder(packages_dir / name, project / "dbt_packages" / name)
+
+
+def _replace_folder(source: Path, target: Path) -> None:
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
 
 
 def _dbt_deps(settings: Settings) -> None:
-    from ingestion.transform import DbtError, run_dbt
-
     try:
         run_dbt(settings, ["deps"])
     except DbtError as error:
@@ -125,7 +126,7 @@ def disable(settings: Settings) -> None:
     (project / "package-lock.yml").unlink(missing_ok=True)
     for name in PACKAGES:
         shutil.rmtree(project / "dbt_packages" / name, ignore_errors=True)
-    (project / "target" / "partial_parse.msgpack").unlink(missing_ok=True)
+    discard_saved_parse(settings)
 
 
 def edr_executable() -> Path:

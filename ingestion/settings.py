@@ -151,6 +151,11 @@ class Settings(BaseSettings):
         """Shipper positions and Structured Streaming checkpoints."""
         return self.data_dir / "streaming"
 
+    @property
+    def checkpoints_dir(self) -> Path:
+        """One Structured Streaming checkpoint per query (landers, pickup, topic monitor), named after the query."""
+        return self.streaming_dir / "checkpoints"
+
     def for_stack(self) -> Settings:
         """These settings with warehouse=stack: what `adx stack up` and `adx run-stack` use (explicit locations,
         ports and passwords are kept)."""

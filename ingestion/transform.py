@@ -32,6 +32,12 @@ def run_dbt(settings: Settings, args: list[str]) -> None:
         raise DbtError(f"dbt {' '.join(args)} failed{reason}")
 
 
+def discard_saved_parse(settings: Settings) -> None:
+    """Make the next dbt invocation parse the whole project: dbt's partial parse does not notice everything (a
+    newly installed package's dispatch targets), and a timed parse should be the full one."""
+    (settings.dbt_project_dir / "target" / "partial_parse.msgpack").unlink(missing_ok=True)
+
+
 @contextmanager
 def _environment(variables: dict[str, str]) -> Iterator[None]:
     """Set environment variables for the duration of one dbt invocation, then restore the previous values, so

@@ -100,7 +100,7 @@ class PipelineCollector:
 def serve(settings: Settings, host: str, port: int) -> None:
     registry = CollectorRegistry()
     registry.register(PipelineCollector(settings.metrics_dir, alerts_file(settings)))
-    registry.register(ConsumerLagCollector(settings.streaming_dir / "checkpoints", settings.kafka_bootstrap_servers))
+    registry.register(ConsumerLagCollector(settings.checkpoints_dir, settings.kafka_bootstrap_servers))
     server, thread = start_http_server(port, addr=host, registry=registry)
     log.info("serving %s on http://%s:%d/metrics", settings.data_dir, host, port)
     stopped = threading.Event()

@@ -532,7 +532,7 @@ def run_monitor(
 
     options = options or MonitorSettings()
     stop = stop or threading.Event()
-    checkpoint = checkpoint_dir or settings.streaming_dir / "checkpoints" / "monitor"
+    checkpoint = checkpoint_dir or settings.checkpoints_dir / "monitor"
     resumes = (checkpoint / "offsets").is_dir()
     registry = CollectorRegistry()
     metrics = MonitorMetrics(registry)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def checkpoint_dir(settings: Settings, query_name: str) -> Path:
-    return settings.streaming_dir / "checkpoints" / query_name
+    return settings.checkpoints_dir / query_name
 
 
 @dataclass

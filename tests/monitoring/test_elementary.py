@@ -20,10 +20,12 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from elementary_project import copy_dbt_project, needs_elementary_packages
+from adx_process import adx
+from dbt_project_copy import copy_dbt_project
+from elementary_project import needs_elementary_packages
 from incidents import drop_campaign_impressions, impressions_by_campaign
 
-from ingestion.settings import PROJECT_DIR, Settings
+from ingestion.settings import Settings
 
 EDR = Path(sys.executable).parent / "edr"
 OUTBOUND_AUDIT = Path(__file__).parent / "outbound_audit"
@@ -34,7 +36,6 @@ pytestmark = [
     pytest.mark.skipif(not EDR.is_file(), reason="no edr CLI: pip install -r requirements-elementary.txt"),
 ]
 
-ADX = [sys.executable, "-m", "ingestion.cli"]
 LAST_DAY = date(2026, 11, 6)
 # Elementary measures against the run's start time; this one puts the six arrival days just behind it.
 ELEMENTARY_VARS = {"custom_run_started_at": "2026-11-07T00:00:00", "days_back": 7, "min_training_set_size": 3}
@@ -49,12 +50,6 @@ ELEMENTARY_TESTS = {
     "elementary_schema_tracking_conversions",
 }
 CHANGED_DESCRIPTION = "One row per campaign (description changed between two runs)."
-
-
-def adx(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([*ADX, *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=1200)
-    print(f"$ adx {' '.join(args)}  -> exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
-    return done
 
 
 def query(env: dict[str, str], sql: str) -> list[dict[str, str]]:

@@ -129,7 +129,7 @@ def test_position_is_the_last_committed_batch_and_file_sources_have_none(tmp_pat
 
 def test_lag_is_reported_unknown_when_the_broker_does_not_answer(exporter):
     settings = exporter
-    checkpoints = settings.streaming_dir / "checkpoints"
+    checkpoints = settings.checkpoints_dir
     _checkpoint(checkpoints, "kafka_impressions", {0: [{"adx.impressions.v1": {"0": 90}}]}, committed=[0])
 
     families = scrape(settings)

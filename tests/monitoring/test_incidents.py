@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -20,23 +18,17 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from adx_process import adx
 from incidents import drop_campaign_impressions, impressions_by_campaign, stall_source
 from ports import free_port_block
 from prometheus_client.parser import text_string_to_metric_families
 from test_dashboards import DASHBOARDS, as_sent, expressions
 
-from ingestion.settings import PROJECT_DIR, Settings
+from ingestion.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 DAYS = [date(2026, 11, day) for day in range(1, 7)]
-ADX = [sys.executable, "-m", "ingestion.cli"]
-
-
-def adx(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([*ADX, *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=900)
-    print(f"$ adx {' '.join(args)}  -> exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
-    return done
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import pytest
 from airflow_runner import ADX, airflow_env, migrate_and_build_manifest, run, run_dag
+from dbt_project_copy import copy_dbt_project
 from ports import free_port_block
 
 from ingestion.orchestration.intervals import interval_of_run
-from ingestion.settings import PROJECT_DIR, Settings
+from ingestion.settings import Settings
 from ingestion.stack.kafka import KafkaBroker, ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,6 @@ pytestmark = pytest.mark.integration
 DAYS = [date(2026, 11, 1) + timedelta(days=n) for n in range(3)]
 SCALE = 1_500
 CHECK_SCRIPT = Path(__file__).with_name("check_warehouse.py")
-DBT_PROJECT_PARTS = ("dbt_project.yml", "dbt_project", "macros", "seeds", "tests/dbt")
 BROKEN_MODEL = "dbt_project/intermediate/attribution/int_clicks_matched_to_impressions.sql"
 
 
@@ -133,14 +133,7 @@ def new_warehouse(tmp_path_factory, name: str, broker: Settings, source_systems:
 @pytest.fixture(scope="module")
 def dbt_project_copy(tmp_path_factory) -> Path:
     """A copy of the dbt project that a test may break and fix."""
-    folder = tmp_path_factory.mktemp("adx-dbt-project")
-    for part in DBT_PROJECT_PARTS:
-        source = PROJECT_DIR / part
-        if source.is_dir():
-            shutil.copytree(source, folder / part)
-        else:
-            shutil.copy2(source, folder / part)
-    return folder
+    return copy_dbt_project(tmp_path_factory.mktemp("adx-dbt-project"))
 
 
 @pytest.fixture(scope="module")

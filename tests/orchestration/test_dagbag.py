@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from airflow_runner import ADX, airflow_env, migrate_and_build_manifest, run
-from elementary_project import PACKAGES_DIR, copy_dbt_project, needs_elementary_packages
+from dbt_project_copy import copy_dbt_project
+from elementary_project import PACKAGES_DIR, needs_elementary_packages
 
 from ingestion.orchestration.airflow_env import DAGS_FOLDER
 

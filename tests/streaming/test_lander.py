@@ -141,7 +141,7 @@ def test_n_produced_n_landed_and_dead_letters_quarantined_with_reasons(kafka_bro
     assert sorted(_landed_event_ids(spark, settings, "impressions", run)) == produced
 
     # Consumer lag: nothing left to read after landing; what is published next is the lag, on the live broker.
-    checkpoints = checkpoint_dir(settings, "kafka_impressions").parent
+    checkpoints = settings.checkpoints_dir
     assert _lag_by_topic(checkpoints, kafka_broker.bootstrap_servers) == {
         IMPRESSIONS_TOPIC.name: 0,
         IMPRESSIONS_DLQ_TOPIC.name: 0,
