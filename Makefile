@@ -9,6 +9,7 @@ KAFKA_STAMP := .kafka/.resolved
 HADOOP_STAMP := .hadoop/.resolved
 POSTGRES_STAMP := $(VENV)/.postgres
 PROMETHEUS_STAMP := $(VENV)/.prometheus
+BENCH_ARGS ?= --suite all
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
 .PHONY: run run-stack airflow elementary test test-fast bench lint setup jars kafka-jars hadoop-jars postgres prometheus clean
@@ -43,20 +44,21 @@ test: setup
 test-fast: setup
 	$(BIN)/pytest -m "not integration"
 
-## bench: generate, load and dbt build at 1M and 4M impressions; streaming at 1M; analyst queries through the
-## Thrift server at 10M impressions over 30 days (agg vs fct); adx_transform through Airflow + Cosmos vs one dbt build
+## bench: generate, load and dbt build at 1M, 4M and 10M impressions beside a hand-written PySpark job and DuckDB on
+## the same input; fixed cost; incremental run against 1, 7 and 30 days of history; streaming at 1M; analyst queries
+## through the Thrift server; adx_transform through Airflow + Cosmos vs one dbt build (BENCH_ARGS to choose)
 bench: setup
-	$(BIN)/python -m bench.run --suite all
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 setup: $(STAMP) $(JARS_STAMP) $(KAFKA_STAMP) $(HADOOP_STAMP) $(POSTGRES_STAMP) $(PROMETHEUS_STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-bench.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-bench.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 

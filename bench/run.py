@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,9 +19,15 @@ import time
 from datetime import date
 from pathlib import Path
 
+from bench import incremental
+from bench.mart_aggregates import differences
 from bench.memory import PeakMemory
-from bench.report import write_results
+from bench.plots import incremental_plot, throughput_plot
+from bench.report import RESULTS_DIR, write_results
 from ingestion.settings import PROJECT_DIR, Settings
+
+# DuckDB gets what the Spark driver's JVM may use in all (3g heap plus overhead), so neither has more memory.
+DUCKDB_MEMORY_LIMIT = "4GB"
 
 
 def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
@@ -67,6 +74,9 @@ def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
         key=lambda n: -n["seconds"],
     )
     timings["dbt_nodes"] = len(nodes)
+    # dbt runs one node at a time (threads: 1), so node times add up: models and seeds apart from tests.
+    timings["dbt_model_seconds"] = sum(n["seconds"] for n in nodes if n["node"].startswith(("model.", "seed.")))
+    timings["dbt_test_seconds"] = sum(n["seconds"] for n in nodes if n["node"].startswith("test."))
     timings["dbt_node_seconds_total"] = sum(n["seconds"] for n in nodes)
     timings["dbt_slowest_nodes"] = nodes[:10]
     timings["verified"] = verify(spark, settings, as_of=summary.arrival_dates[-1]) == []
@@ -97,6 +107,41 @@ def fixed_cost_markdown(fixed: dict, results: list[dict]) -> list[str]:
     return lines
 
 
+def peers_markdown(results: list[dict]) -> list[str]:
+    """dbt against the hand-written PySpark job and DuckDB on the same raw tables; a peer's time counts only when its
+    marts equal dbt's."""
+    lines = [
+        "",
+        "dbt against its peers on the same input: the hand-written PySpark job (bench/pyspark_peer.py, one session, "
+        "no dbt) and DuckDB running the project's compiled SQL (bench/duckdb_peer.py, as many threads as Spark's "
+        f"cores, memory limit {DUCKDB_MEMORY_LIMIT}). Build times exclude JVM start; dbt models = the model and seed "
+        "nodes of the same build, without its tests. End to end = JVM and session start (+ dbt's full parse) + build.",
+        "",
+        "| impressions/day | events | dbt build s | dbt models s | PySpark s | DuckDB s | events/s dbt | events/s "
+        "PySpark | events/s DuckDB | dbt/PySpark | dbt models/PySpark | dbt/DuckDB | end to end dbt/DuckDB "
+        "| marts equal (groups) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
+    ]
+    for r in results:
+        peers, events = r["peers"], r["records"]
+        pyspark_s, duckdb_s = peers["pyspark"]["seconds"], peers["duckdb"]["seconds"]
+        end_to_end = r["jvm_start_s"] + r["dbt_parse_s"] + r["dbt_build_s"]
+        equal = [name for name in ("pyspark", "duckdb") if not peers[name]["differences"]]
+        verdict = "both" if len(equal) == 2 else (", ".join(equal) or "neither") + " only"
+        lines.append(
+            f"| {r['size']:,} | {events:,} | {r['dbt_build_s']:.1f} | {r['dbt_model_seconds']:.1f} "
+            f"| {pyspark_s:.1f} | {duckdb_s:.1f} | {events / r['dbt_build_s']:,.0f} | {events / pyspark_s:,.0f} "
+            f"| {events / duckdb_s:,.0f} | {r['dbt_build_s'] / pyspark_s:.2f} "
+            f"| {r['dbt_model_seconds'] / pyspark_s:.2f} | {r['dbt_build_s'] / duckdb_s:.1f} "
+            f"| {end_to_end / duckdb_s:.1f} | {verdict} ({peers['groups_compared']:,}) |"
+        )
+    for r in results:
+        for name in ("pyspark", "duckdb"):
+            for difference in r["peers"][name]["differences"]:
+                lines.append(f"- {r['size']:,}, {name} differs: {difference}")
+    return lines
+
+
 def summary_markdown(results: list[dict], fixed: dict | None = None) -> str:
     lines = [
         f"# make bench, {date.today().isoformat()}",
@@ -119,12 +164,19 @@ def summary_markdown(results: list[dict], fixed: dict | None = None) -> str:
         "",
         "Peak resident memory per stage (this process and the Spark JVM, sampled every 0.2 s), MiB:",
         "",
-        "| impressions/day | generate | load | dbt build |",
-        "|---:|---:|---:|---:|",
+        "| impressions/day | generate | load | dbt build | PySpark peer | DuckDB peer |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         peak = {stage: rss / 2**20 for stage, rss in r["peak_rss_bytes"].items()}
-        lines.append(f"| {r['size']:,} | {peak['generate']:,.0f} | {peak['load']:,.0f} | {peak['dbt_build']:,.0f} |")
+        peers = [r["peers"][name]["peak_rss_bytes"] / 2**20 if "peers" in r else None for name in ("pyspark", "duckdb")]
+        lines.append(
+            f"| {r['size']:,} | {peak['generate']:,.0f} | {peak['load']:,.0f} | {peak['dbt_build']:,.0f} | "
+            + " | ".join("-" if mib is None else f"{mib:,.0f}" for mib in peers)
+            + " |"
+        )
+    if any("peers" in r for r in results):
+        lines += peers_markdown([r for r in results if "peers" in r])
     if fixed:
         lines += fixed_cost_markdown(fixed, results)
     for r in results:
@@ -138,30 +190,82 @@ def summary_markdown(results: list[dict], fixed: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def measure_in_subprocess(size: int, days: int, seed: int) -> dict:
-    """measure_one in a process of its own (its own JVM and Derby metastore) on a fresh data folder."""
+def _run_json(arguments: list[str]) -> dict:
+    """`python -m bench.run <arguments>` in a process of its own; its last line of output is a JSON result."""
+    command = [sys.executable, "-m", "bench.run", *arguments]
+    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=PROJECT_DIR).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def measure_in_subprocess(size: int, days: int, seed: int, peers: bool = True) -> dict:
+    """measure_one in a process of its own (its own JVM and Derby metastore) on a fresh data folder; then, on the
+    same raw tables, the hand-written PySpark job and DuckDB, each in its own process, compared with dbt's marts."""
     with tempfile.TemporaryDirectory(prefix=f"adx-bench-{size}-") as data_dir:
-        command = [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "--one",
-            str(size),
-            "--days",
-            str(days),
-            "--seed",
-            str(seed),
-            "--data-dir",
-            data_dir,
-        ]
-        print(f"bench: {size:,} impressions/day x {days} day(s) ...", file=sys.stderr, flush=True)
-        output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=PROJECT_DIR).stdout
-        return json.loads(output.strip().splitlines()[-1])
+        common = ["--days", str(days), "--seed", str(seed), "--data-dir", data_dir]
+        print(f"bench: {size:,} impressions/day x {days} day(s): dbt ...", file=sys.stderr, flush=True)
+        result = _run_json(["--one", str(size), *common])
+        if peers:
+            print(f"bench: {size:,} impressions/day: PySpark peer ...", file=sys.stderr, flush=True)
+            pyspark = _run_json(["--peer", "pyspark", *common])
+            print(f"bench: {size:,} impressions/day: DuckDB peer ...", file=sys.stderr, flush=True)
+            duckdb = _run_json(["--peer", "duckdb", *common])
+            result["peers"] = peer_results(pyspark, duckdb)
+        return result
+
+
+def measure_peer(peer: str, data_dir: Path) -> dict:
+    """One peer's build on the raw tables measure_one left in data_dir (run in a process of its own)."""
+    peaks = PeakMemory()
+    settings = Settings(data_dir=data_dir)
+    with peaks.stage(peer):
+        if peer == "pyspark":
+            from bench import pyspark_peer
+
+            result = pyspark_peer.measure(settings)
+        else:
+            from bench import duckdb_peer
+
+            result = duckdb_peer.run(
+                settings.data_dir / "lake",
+                PROJECT_DIR / "target" / "manifest.json",
+                PROJECT_DIR,
+                settings.data_dir / "duckdb",
+                threads=_spark_cores(settings.spark_master),
+                memory_limit=DUCKDB_MEMORY_LIMIT,
+            )
+    result["peak_rss_bytes"] = peaks.bytes[peer]
+    return result
+
+
+def _spark_cores(master: str) -> int:
+    """The cores of a local[N] master, so that DuckDB gets as many threads as Spark has cores."""
+    cores = master.removeprefix("local[").removesuffix("]")
+    return int(cores) if cores.isdigit() else os.cpu_count() or 1
+
+
+def peer_results(pyspark: dict, duckdb: dict) -> dict:
+    """Each peer's time and whether its marts equal dbt's (the PySpark process read both)."""
+    expected = pyspark["dbt_aggregates"]
+    return {
+        "pyspark": {
+            "session_s": pyspark["session_s"],
+            "seconds": pyspark["job_s"],
+            "peak_rss_bytes": pyspark["peak_rss_bytes"],
+            "differences": differences(expected, pyspark["aggregates"]),
+        },
+        "duckdb": {
+            "seconds": duckdb["seconds"],
+            "version": duckdb["duckdb_version"],
+            "peak_rss_bytes": duckdb["peak_rss_bytes"],
+            "differences": differences(expected, duckdb["aggregates"]),
+        },
+        "groups_compared": sum(len(rows) for rows in expected.values()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="1000000,4000000", help="Impressions per day, comma-separated.")
+    parser.add_argument("--sizes", default="1000000,4000000,10000000", help="Impressions per day, comma-separated.")
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
@@ -185,12 +289,29 @@ def main() -> None:
         default=10_000_000,
         help="analyst suite: impressions over its 30 days (default: %(default)s).",
     )
+    parser.add_argument(
+        "--histories",
+        default=",".join(str(days) for days in incremental.HISTORIES),
+        help="Days of history before one new day's incremental run, comma-separated (empty: skip).",
+    )
+    parser.add_argument("--history-size", type=int, default=250_000, help="Impressions per day of the history runs.")
+    parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Also build the marts with the hand-written PySpark job and with DuckDB, and compare (default: yes).",
+    )
+    parser.add_argument("--label", default="", help="Suffix of the results' file names (bench/results/<date>-<label>).")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
+    parser.add_argument("--peer", choices=("pyspark", "duckdb"), help=argparse.SUPPRESS)  # internal: one peer
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.one:
         print(json.dumps(measure_one(args.one, args.days, args.seed, args.data_dir)))
+        return
+    if args.peer:
+        print(json.dumps(measure_peer(args.peer, args.data_dir)))
         return
 
     if args.suite == "streaming":
@@ -211,10 +332,26 @@ def main() -> None:
         airflow.main([])
         return
 
-    results = [measure_in_subprocess(size, args.days, args.seed) for size in (int(s) for s in args.sizes.split(","))]
-    fixed = measure_in_subprocess(args.fixed_cost_size, args.days, args.seed) if args.fixed_cost_size else None
+    sizes = [int(size) for size in args.sizes.split(",") if size]
+    results = [measure_in_subprocess(size, args.days, args.seed, peers=args.peers) for size in sizes]
+    fixed = (
+        measure_in_subprocess(args.fixed_cost_size, args.days, args.seed, peers=False) if args.fixed_cost_size else None
+    )
 
-    write_results(date.today().isoformat(), {"sizes": results, "fixed_cost": fixed}, summary_markdown(results, fixed))
+    histories = tuple(int(days) for days in args.histories.split(",") if days)
+    incremental_results, incremental_markdown = (
+        incremental.run(histories, args.history_size, args.seed) if histories else ([], "")
+    )
+
+    name = date.today().isoformat() + (f"-{args.label}" if args.label else "")
+    markdown = summary_markdown(results, fixed) if results else f"# make bench, {date.today().isoformat()}\n"
+    if any("peers" in r for r in results):
+        plot = throughput_plot([r for r in results if "peers" in r], RESULTS_DIR / f"{name}-throughput.png")
+        markdown += f"\n![events per second against size]({plot.name})\n"
+    if incremental_results:
+        plot = incremental_plot(incremental_results, RESULTS_DIR / f"{name}-incremental.png")
+        markdown += incremental_markdown + f"\n![incremental run against history]({plot.name})\n"
+    write_results(name, {"sizes": results, "fixed_cost": fixed, "incremental": incremental_results}, markdown)
 
     if args.suite == "all":
         from bench import airflow, analyst, streaming

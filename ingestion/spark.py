@@ -85,8 +85,9 @@ def _metastore_database_conf(settings: Settings) -> dict[str, str]:
     }
 
 
-def get_spark(settings: Settings, *, hive: bool = True) -> SparkSession:
-    """Start (or reuse) the SparkSession of this process: local, Hive-backed (unless hive=False), quiet."""
+def get_spark(settings: Settings, *, hive: bool = True, extra_conf: dict[str, str] | None = None) -> SparkSession:
+    """Start (or reuse) the SparkSession of this process: local, Hive-backed (unless hive=False), quiet.
+    extra_conf adds or overrides settings of a new session (the bench's status REST API, for one)."""
     from pyspark.sql import SparkSession
 
     # PySpark logs every failed query's whole plan and JVM stack as JSON; the exception itself says enough.
@@ -95,7 +96,7 @@ def get_spark(settings: Settings, *, hive: bool = True) -> SparkSession:
     if hive:
         hold_embedded_metastore(settings)
     builder = SparkSession.builder.enableHiveSupport() if hive else SparkSession.builder
-    for key, value in spark_conf(settings, hive=hive).items():
+    for key, value in (spark_conf(settings, hive=hive) | (extra_conf or {})).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

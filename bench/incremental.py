@@ -1,0 +1,127 @@
+"""Incremental cost against history (`make bench`, suite incremental): for each history length (1, 7 and 30 days by
+default), a fresh warehouse holds that many days, built; then one new day arrives and is loaded, and its
+incremental `dbt build --vars run_date: <new day>` is timed, with the files and bytes it read. At the longest history
+a full rebuild of the same warehouse (`--full-refresh`) is timed too: the incremental run should cost at most a
+tenth of it, and no more at 30 days of history than at 1 (within 1.2x).
+
+Each history runs in a process of its own (the embedded Derby metastore admits one JVM) on a fresh data folder.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from ingestion.settings import PROJECT_DIR, Settings
+
+HISTORIES = (1, 7, 30)
+START_DATE = date(2026, 11, 1)
+
+
+def measure_history(history_days: int, size: int, seed: int, data_dir: Path, full_rebuild: bool) -> dict:
+    """Build history_days days, then time one new day's incremental build (in this process)."""
+    from bench.read_metrics import READ_METRICS_CONF, snapshot
+    from ingestion.generator import generate
+    from ingestion.loader import load
+    from ingestion.spark import get_spark
+    from ingestion.transform import build, run_dbt
+    from ingestion.verify import verify
+
+    settings = Settings(data_dir=data_dir)
+    new_day = START_DATE + timedelta(days=history_days)
+    summary = generate(settings.data_dir, days=history_days + 1, scale=size, seed=seed, start_date=START_DATE)
+    history_arrivals = [day for day in summary.arrival_dates if day < new_day]
+
+    spark = get_spark(settings, extra_conf=READ_METRICS_CONF)
+    result: dict = {"history_days": history_days, "size": size, "new_day": new_day.isoformat()}
+
+    load(spark, settings, dates=history_arrivals)
+    started = time.perf_counter()
+    build(settings, run_date=history_arrivals[-1])
+    result["history_build_s"] = time.perf_counter() - started
+
+    load(spark, settings, dates=[new_day])
+    before = snapshot(spark)
+    started = time.perf_counter()
+    build(settings, run_date=new_day)
+    result["incremental_s"] = time.perf_counter() - started
+    reads = snapshot(spark) - before
+    result |= {"incremental_files_read": reads.files, "incremental_bytes_read": reads.bytes}
+    result["incremental_nodes"] = _node_times()
+    result["verified"] = verify(spark, settings, as_of=new_day) == []
+
+    if full_rebuild:
+        before = snapshot(spark)
+        started = time.perf_counter()
+        run_dbt(settings, ["build", "--full-refresh", "--vars", json.dumps({"run_date": new_day.isoformat()})])
+        result["full_rebuild_s"] = time.perf_counter() - started
+        reads = snapshot(spark) - before
+        result |= {"full_rebuild_files_read": reads.files, "full_rebuild_bytes_read": reads.bytes}
+    spark.stop()
+    return result
+
+
+def _node_times() -> dict[str, float]:
+    """Seconds per node of the last dbt invocation, slowest first."""
+    results = json.loads((PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
+    ordered = sorted(results, key=lambda r: -r["execution_time"])
+    return {r["unique_id"]: round(r["execution_time"], 2) for r in ordered}
+
+
+def measure_in_subprocess(history_days: int, size: int, seed: int, full_rebuild: bool) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"adx-bench-incremental-{history_days}-") as data_dir:
+        command = [
+            sys.executable,
+            "-m",
+            "bench.incremental",
+            str(history_days),
+            str(size),
+            str(seed),
+            data_dir,
+            "full" if full_rebuild else "incremental",
+        ]
+        print(f"bench: {history_days} day(s) of history at {size:,} impressions/day ...", file=sys.stderr, flush=True)
+        output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=PROJECT_DIR).stdout
+        return json.loads(output.strip().splitlines()[-1])
+
+
+def summary_markdown(results: list[dict]) -> str:
+    first = results[0]
+    lines = [
+        "",
+        f"## Incremental cost against history ({first['size']:,} impressions/day)",
+        "",
+        "One new day's `dbt build --vars run_date: <day>` (tests included) on a warehouse holding the given history; "
+        "files and bytes read from the session's status API (file scans' files, stages' input bytes).",
+        "",
+        "| days of history | incremental s | vs 1 day | files read | MiB read | full rebuild s | incremental / full "
+        "| verified |",
+        "|---:|---:|---:|---:|---:|---:|---:|:---|",
+    ]
+    for r in results:
+        full = r.get("full_rebuild_s")
+        full_cells = f"{full:.1f} | {r['incremental_s'] / full:.0%}" if full else "- | -"
+        lines.append(
+            f"| {r['history_days']} | {r['incremental_s']:.1f} | {r['incremental_s'] / first['incremental_s']:.2f} "
+            f"| {r['incremental_files_read']:,} | {r['incremental_bytes_read'] / 2**20:,.1f} | {full_cells} "
+            f"| {r['verified']} |"
+        )
+    last = results[-1]
+    lines += ["", f"Slowest nodes of the incremental run at {last['history_days']} days of history:", ""]
+    lines += [f"- {node}: {seconds:.1f} s" for node, seconds in list(last["incremental_nodes"].items())[:10]]
+    return "\n".join(lines) + "\n"
+
+
+def run(histories: tuple[int, ...], size: int, seed: int) -> tuple[list[dict], str]:
+    results = [measure_in_subprocess(days, size, seed, full_rebuild=days == max(histories)) for days in histories]
+    return results, summary_markdown(results)
+
+
+if __name__ == "__main__":
+    days, scale, random_seed, folder, mode = sys.argv[1:6]
+    print(json.dumps(measure_history(int(days), int(scale), int(random_seed), Path(folder), mode == "full")))

@@ -1,0 +1,47 @@
+"""The bench's peers compute dbt's marts: the hand-written PySpark job and DuckDB running the compiled SQL give the
+same aggregates as the dbt build of the shared test warehouse (2 days x 20,000 impressions), so a peer whose rules
+drift from the models' fails here, not silently in `make bench`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import duckdb_peer, pyspark_peer
+from bench.mart_aggregates import differences, mart_aggregates
+from ingestion.settings import PROJECT_DIR
+from ingestion.transform import run_dbt
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def dbt_aggregates(spark, built_warehouse) -> dict:
+    return mart_aggregates(lambda query: spark.sql(query).collect(), "marts")
+
+
+def test_the_pyspark_job_builds_the_marts_of_dbt(spark, built_warehouse, dbt_aggregates):
+    configuration = pyspark_peer.project_vars()
+    try:
+        pyspark_peer.build_marts(spark, PROJECT_DIR / "seeds", configuration["windows"], configuration["user_buckets"])
+        peer = mart_aggregates(lambda query: spark.sql(query).collect(), pyspark_peer.DATABASE)
+    finally:
+        spark.sql(f"drop database if exists {pyspark_peer.DATABASE} cascade")  # leave the shared lake as it was
+    assert sum(len(rows) for rows in dbt_aggregates.values()) > 100
+    assert differences(dbt_aggregates, peer) == []
+
+
+def test_duckdb_running_the_compiled_sql_builds_the_marts_of_dbt(built_warehouse, dbt_aggregates, tmp_path):
+    settings = built_warehouse.settings
+    run_dbt(settings, ["compile", "--vars", json.dumps({"run_date": None})])
+    result = duckdb_peer.run(
+        settings.data_dir / "lake",
+        PROJECT_DIR / "target" / "manifest.json",
+        PROJECT_DIR,
+        tmp_path,
+        threads=2,
+        memory_limit="2GB",
+    )
+    assert result["models"] >= 20
+    assert differences(dbt_aggregates, result["aggregates"]) == []
