@@ -49,6 +49,7 @@ import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 
+from bench.measure import dbt_node_seconds
 from bench.report import write_results
 from ingestion.settings import PROJECT_DIR, Settings
 from ingestion.sql_script import sql_statements
@@ -306,11 +307,7 @@ def build(data_dir: Path, state: dict) -> dict:
 
 
 def dbt_nodes(run_results_file: Path) -> dict:
-    results = json.loads(run_results_file.read_text())["results"]
-    nodes = sorted(
-        ({"node": r["unique_id"], "seconds": round(r["execution_time"], 1)} for r in results),
-        key=lambda n: -n["seconds"],
-    )
+    nodes = [{**n, "seconds": round(n["seconds"], 1)} for n in dbt_node_seconds(run_results_file)]
     return {
         "dbt_nodes": len(nodes),
         "dbt_models": sum(1 for n in nodes if n["node"].startswith("model.")),

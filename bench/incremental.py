@@ -10,14 +10,14 @@ Each history runs in a process of its own (the embedded Derby metastore admits o
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from ingestion.settings import PROJECT_DIR, Settings
+from bench.measure import dbt_node_seconds, run_json
+from ingestion.settings import Settings
 
 HISTORIES = (1, 7, 30)
 START_DATE = date(2026, 11, 1)
@@ -52,7 +52,7 @@ def measure_history(history_days: int, size: int, seed: int, data_dir: Path, ful
     result["incremental_s"] = time.perf_counter() - started
     reads = snapshot(spark) - before
     result |= {"incremental_files_read": reads.files, "incremental_bytes_read": reads.bytes}
-    result["incremental_nodes"] = _node_times()
+    result["incremental_nodes"] = {n["node"]: round(n["seconds"], 2) for n in dbt_node_seconds()}
     result["verified"] = verify(spark, settings, as_of=new_day) == []
 
     if full_rebuild:
@@ -66,28 +66,11 @@ def measure_history(history_days: int, size: int, seed: int, data_dir: Path, ful
     return result
 
 
-def _node_times() -> dict[str, float]:
-    """Seconds per node of the last dbt invocation, slowest first."""
-    results = json.loads((PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
-    ordered = sorted(results, key=lambda r: -r["execution_time"])
-    return {r["unique_id"]: round(r["execution_time"], 2) for r in ordered}
-
-
 def measure_in_subprocess(history_days: int, size: int, seed: int, full_rebuild: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"adx-bench-incremental-{history_days}-") as data_dir:
-        command = [
-            sys.executable,
-            "-m",
-            "bench.incremental",
-            str(history_days),
-            str(size),
-            str(seed),
-            data_dir,
-            "full" if full_rebuild else "incremental",
-        ]
         print(f"bench: {history_days} day(s) of history at {size:,} impressions/day ...", file=sys.stderr, flush=True)
-        output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=PROJECT_DIR).stdout
-        return json.loads(output.strip().splitlines()[-1])
+        mode = "full" if full_rebuild else "incremental"
+        return run_json("bench.incremental", [str(history_days), str(size), str(seed), data_dir, mode])
 
 
 def summary_markdown(results: list[dict]) -> str:

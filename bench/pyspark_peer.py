@@ -31,15 +31,6 @@ DEVICE_TYPES = {
     "connected_tv": "ctv",
 }
 
-SEED_SCHEMAS = {
-    "advertisers": "advertiser_id string, advertiser_name string, vertical string",
-    "campaigns": "campaign_id string, advertiser_id string, campaign_name string, channel string, objective string, "
-    "start_date date, end_date date, daily_budget_usd decimal(18,2)",
-    "user_demographics": "user_id string, age_band string, gender string, region string, interests string",
-    "geo_countries": "country_code string, country_code_alpha3 string, country_name string, region string",
-    "currency_rates": "currency string, usd_rate decimal(10,6)",
-}
-
 
 def _text(column: str) -> Column:
     """nullif(trim(column), '')"""
@@ -80,10 +71,15 @@ def _latest(candidates: DataFrame, key: str, id_column: str, at_column: str) -> 
     )
 
 
-def read_seeds(spark: SparkSession, seeds_dir: Path) -> dict[str, DataFrame]:
+def read_seeds(spark: SparkSession, seeds_dir: Path, seed_types: dict[str, dict[str, str]]) -> dict[str, DataFrame]:
+    """Each seed CSV with its columns cast by name to the types dbt's seed gives them."""
     return {
-        name: F.broadcast(spark.read.csv(str(seeds_dir / f"{name}.csv"), header=True, schema=schema))
-        for name, schema in SEED_SCHEMAS.items()
+        name: F.broadcast(
+            spark.read.csv(str(seeds_dir / f"{name}.csv"), header=True).select(
+                *(F.col(column).cast(column_type) for column, column_type in types.items())
+            )
+        )
+        for name, types in seed_types.items()
     }
 
 
@@ -193,8 +189,14 @@ def _within(later: Column, earlier: Column, hours: int) -> Column:
     return (earlier <= later) & (earlier >= later - F.make_dt_interval(F.lit(0), F.lit(hours)))
 
 
-def build_marts(spark: SparkSession, seeds_dir: Path, windows: dict[str, int], user_buckets: int) -> None:
-    seeds = read_seeds(spark, seeds_dir)
+def build_marts(
+    spark: SparkSession,
+    seeds_dir: Path,
+    seed_types: dict[str, dict[str, str]],
+    windows: dict[str, int],
+    user_buckets: int,
+) -> None:
+    seeds = read_seeds(spark, seeds_dir, seed_types)
     campaigns = F.broadcast(
         seeds["campaigns"]
         .join(seeds["advertisers"], "advertiser_id", "left")
@@ -461,14 +463,18 @@ def build_marts(spark: SparkSession, seeds_dir: Path, windows: dict[str, int], u
     clicks_matched.unpersist()
 
 
-def project_vars() -> dict:
-    """The attribution windows and bucket count from dbt_project.yml's vars, so both builds use the same."""
+def project_config() -> dict:
+    """From dbt_project.yml, so that both builds use the same: the seeds' column types, the attribution windows and
+    the bucket count."""
     import yaml
 
     from ingestion.settings import PROJECT_DIR
 
-    variables = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+    project = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())
+    variables = project["vars"]
+    seeds = project["seeds"][project["name"]]
     return {
+        "seed_types": {name: config["+column_types"] for name, config in seeds.items() if not name.startswith("+")},
         "windows": {
             "click_to_impression": int(variables["click_to_impression_window_hours"]),
             "click_through": int(variables["click_through_window_hours"]),
@@ -491,9 +497,9 @@ def measure(settings) -> dict:
     spark.sql("select 1").collect()
     session_s = time.perf_counter() - started
 
-    configuration = project_vars()
+    configuration = project_config()
     started = time.perf_counter()
-    build_marts(spark, PROJECT_DIR / "seeds", configuration["windows"], configuration["user_buckets"])
+    build_marts(spark, PROJECT_DIR / "seeds", **configuration)
     job_s = time.perf_counter() - started
 
     def fetch(query: str) -> list:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from bench import incremental
 from bench.mart_aggregates import differences
+from bench.measure import dbt_node_seconds, run_json
 from bench.memory import PeakMemory
 from bench.plots import incremental_plot, throughput_plot
 from bench.report import RESULTS_DIR, write_results
@@ -68,11 +68,7 @@ def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
     with peaks.stage("dbt_build"):
         build(settings)
     timings["dbt_build_s"] = time.perf_counter() - started
-    run_results = json.loads((PROJECT_DIR / "target" / "run_results.json").read_text())
-    nodes = sorted(
-        ({"node": r["unique_id"], "seconds": r["execution_time"]} for r in run_results["results"]),
-        key=lambda n: -n["seconds"],
-    )
+    nodes = dbt_node_seconds()
     timings["dbt_nodes"] = len(nodes)
     # dbt runs one node at a time (threads: 1), so node times add up: models and seeds apart from tests.
     timings["dbt_model_seconds"] = sum(n["seconds"] for n in nodes if n["node"].startswith(("model.", "seed.")))
@@ -190,25 +186,18 @@ def summary_markdown(results: list[dict], fixed: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run_json(arguments: list[str]) -> dict:
-    """`python -m bench.run <arguments>` in a process of its own; its last line of output is a JSON result."""
-    command = [sys.executable, "-m", "bench.run", *arguments]
-    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=PROJECT_DIR).stdout
-    return json.loads(output.strip().splitlines()[-1])
-
-
 def measure_in_subprocess(size: int, days: int, seed: int, peers: bool = True) -> dict:
     """measure_one in a process of its own (its own JVM and Derby metastore) on a fresh data folder; then, on the
     same raw tables, the hand-written PySpark job and DuckDB, each in its own process, compared with dbt's marts."""
     with tempfile.TemporaryDirectory(prefix=f"adx-bench-{size}-") as data_dir:
         common = ["--days", str(days), "--seed", str(seed), "--data-dir", data_dir]
         print(f"bench: {size:,} impressions/day x {days} day(s): dbt ...", file=sys.stderr, flush=True)
-        result = _run_json(["--one", str(size), *common])
+        result = run_json("bench.run", ["--one", str(size), *common])
         if peers:
             print(f"bench: {size:,} impressions/day: PySpark peer ...", file=sys.stderr, flush=True)
-            pyspark = _run_json(["--peer", "pyspark", *common])
+            pyspark = run_json("bench.run", ["--peer", "pyspark", *common])
             print(f"bench: {size:,} impressions/day: DuckDB peer ...", file=sys.stderr, flush=True)
-            duckdb = _run_json(["--peer", "duckdb", *common])
+            duckdb = run_json("bench.run", ["--peer", "duckdb", *common])
             result["peers"] = peer_results(pyspark, duckdb)
         return result
 

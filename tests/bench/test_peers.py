@@ -22,9 +22,8 @@ def dbt_aggregates(spark, built_warehouse) -> dict:
 
 
 def test_the_pyspark_job_builds_the_marts_of_dbt(spark, built_warehouse, dbt_aggregates):
-    configuration = pyspark_peer.project_vars()
     try:
-        pyspark_peer.build_marts(spark, PROJECT_DIR / "seeds", configuration["windows"], configuration["user_buckets"])
+        pyspark_peer.build_marts(spark, PROJECT_DIR / "seeds", **pyspark_peer.project_config())
         peer = mart_aggregates(lambda query: spark.sql(query).collect(), pyspark_peer.DATABASE)
     finally:
         spark.sql(f"drop database if exists {pyspark_peer.DATABASE} cascade")  # leave the shared lake as it was
