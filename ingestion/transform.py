@@ -54,10 +54,16 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def build(settings: Settings, run_date: date | None = None, select: str | None = None) -> None:
-    """`dbt build`: seeds, models and their tests. With run_date, incremental marts rebuild that date and the
-    lookback before it; without, every date."""
-    args = ["build", "--vars", json.dumps({"run_date": run_date.isoformat() if run_date else None})]
+def build(
+    settings: Settings, run_date: date | None = None, select: str | None = None, arrival_start: date | None = None
+) -> None:
+    """`dbt build`: seeds, models and their tests. With run_date, incremental models rebuild that date and the
+    lookback before it, and the staging base tables re-validate the arrival dates from arrival_start (default:
+    run_date - lookback_days) on; without, every date."""
+    dbt_vars = {"run_date": run_date.isoformat() if run_date else None}
+    if arrival_start:
+        dbt_vars["arrival_start_date"] = arrival_start.isoformat()
+    args = ["build", "--vars", json.dumps(dbt_vars)]
     if select:
         args += ["--select", select]
     run_dbt(settings, args)

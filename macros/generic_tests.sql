@@ -34,13 +34,13 @@ where
 {% endtest %}
 
 {#- Every row of the model reconciles with its source: count(source rows) = count(model rows) + count(other
-    model rows). Used for raw = staged + rejected. -#}
+    model rows). Used for raw = staged + rejected. On incremental runs each side in its test window. -#}
 {% test row_count_reconciles(model, source_relation, plus_relation) %}
 with counts as (
     select
-        (select count(*) from {{ source_relation }}) as source_rows,
+        (select count(*) from {{ adx.in_test_window(source_relation) }}) as source_rows,
         (select count(*) from {{ model }}) as model_rows,
-        (select count(*) from {{ plus_relation }}) as plus_rows
+        (select count(*) from {{ adx.in_test_window(plus_relation) }}) as plus_rows
 )
 select *
 from counts

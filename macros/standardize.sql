@@ -55,18 +55,3 @@
         else cast({{ numerator }} as decimal(38, 18)) / cast({{ denominator }} as decimal(38, 18))
     end
 {%- endmacro %}
-
-{#- Marts rebuild the dates [run_date - lookback_days - extra_days, run_date] on incremental runs; everything up
-    to run_date otherwise. No run_date: every date. extra_days widens the window for a mart whose rows depend on
-    events up to that many days after them (an impression's click). -#}
-{% macro incremental_date_window(date_column, extra_days=0) -%}
-    {%- set run_date = var('run_date') -%}
-    {%- if run_date -%}
-        {{ date_column }} <= date'{{ run_date }}'
-        {%- if is_incremental() %}
-        and {{ date_column }} >= date_sub(date'{{ run_date }}', {{ var('lookback_days') | int + extra_days | int }})
-        {%- endif -%}
-    {%- else -%}
-        true
-    {%- endif -%}
-{%- endmacro %}

@@ -1,8 +1,9 @@
 """
 ### adx_maintenance: daily housekeeping of the warehouse
 
-- `raw_retention`: drops raw partitions whose arrival date is more than ADX_RAW_RETENTION_DAYS (90) before the
-  run's data interval end (never the clock, so a rerun or a backfill drops the same partitions).
+- `raw_retention`: drops raw partitions (and those of dbt's staging base tables, parsed copies of raw kept by
+  arrival date) whose arrival date is more than ADX_RAW_RETENTION_DAYS (90) before the run's data interval end
+  (never the clock, so a rerun or a backfill drops the same partitions).
 - `vacuum_quarantine`: the same for quarantined records, after ADX_QUARANTINE_RETENTION_DAYS (30).
 - `dbt_docs`: `dbt docs generate`, the static docs site analysts browse (target/index.html; `adx dbt -- docs serve`).
 

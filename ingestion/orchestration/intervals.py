@@ -32,12 +32,14 @@ class DbtInterval:
         return self.end is None
 
     def dbt_vars(self, default_lookback_days: int) -> dict[str, Any]:
-        """`run_date` and `lookback_days` for dbt: this interval's partitions plus the lookback before them."""
+        """dbt vars: `run_date` and `lookback_days`, the event dates to rebuild (this interval's plus the lookback
+        before them); `arrival_start_date`, the first arrival date the staging base tables re-validate."""
         if self.start is None or self.end is None:
-            return {"run_date": None, "lookback_days": default_lookback_days}
+            return {"run_date": None, "lookback_days": default_lookback_days, "arrival_start_date": None}
         return {
             "run_date": self.end.isoformat(),
             "lookback_days": default_lookback_days + (self.end - self.start).days,
+            "arrival_start_date": self.start.isoformat(),
         }
 
     def describe(self) -> str:

@@ -117,9 +117,20 @@ def drop_partitions_before(spark: SparkSession, table: str, cutoff: date) -> lis
     return dropped
 
 
+# dbt's staging base tables: parsed copies of the raw tables, partitioned by the same arrival date and kept
+# incrementally, so they follow the raw retention (a full rebuild no longer drops what raw has dropped).
+STAGING_BASE_TABLES = (
+    "staging.base_adserver__impressions_validated",
+    "staging.base_tracking__clicks_validated",
+    "staging.base_tracking__conversions_validated",
+    "staging.base_rtb__bid_requests_validated",
+)
+
+
 def apply_raw_retention(settings: Settings, as_of: date) -> dict[str, list[date]]:
-    """Drop the raw tables' partitions older than raw_retention_days before `as_of` (the run's interval end)."""
-    tables = [source.raw_table for source in SOURCES.values()]
+    """Drop the partitions of the raw tables (and of the staging base tables built from them) older than
+    raw_retention_days before `as_of` (the run's interval end)."""
+    tables = [source.raw_table for source in SOURCES.values()] + list(STAGING_BASE_TABLES)
     return _drop_expired(settings, tables, as_of - timedelta(days=settings.raw_retention_days))
 
 
@@ -134,7 +145,8 @@ def _drop_expired(settings: Settings, tables: list[str], cutoff: date) -> dict[s
 
     spark = open_warehouse(settings)
     ensure_raw_tables(spark)
-    dropped = {table: drop_partitions_before(spark, table, cutoff) for table in tables}
+    existing = [table for table in tables if spark.catalog.tableExists(table)]  # staging: once dbt has built it
+    dropped = {table: drop_partitions_before(spark, table, cutoff) for table in existing}
     for table, dates in dropped.items():
         log.info("%s: dropped %d arrival dates before %s: %s", table, len(dates), cutoff, ", ".join(map(str, dates)))
     return dropped

@@ -170,7 +170,11 @@ def test_each_interval_lands_its_own_arrival_date_and_transforms_it(sequential):
         assert sequential[f"conf_{number}"] == {"start_date": str(day), "end_date": str(day)}
         transform = sequential[f"transform_{number}"]
         assert transform["state"] == "success", transform
-        assert transform["returned"]["dbt_interval"]["dbt_vars"] == {"run_date": str(day), "lookback_days": 3}
+        assert transform["returned"]["dbt_interval"]["dbt_vars"] == {
+            "run_date": str(day),
+            "lookback_days": 3,
+            "arrival_start_date": str(day),
+        }
     ingest = sequential["ingest_1"]
     landed = {task: value for task, value in ingest["returned"].items() if task.startswith("land_")}
     assert set(landed) == {"land_impressions", "land_bid_requests", "land_clicks", "land_conversions"}
@@ -231,7 +235,11 @@ def test_a_backfill_of_three_days_gives_the_marts_of_three_sequential_runs(
     assert conf == {"start_date": str(DAYS[0]), "end_date": str(DAYS[-1])}
     transform = warehouse.transform(conf)
     assert transform["state"] == "success", transform
-    assert transform["returned"]["dbt_interval"]["dbt_vars"] == {"run_date": str(DAYS[-1]), "lookback_days": 5}
+    assert transform["returned"]["dbt_interval"]["dbt_vars"] == {
+        "run_date": str(DAYS[-1]),
+        "lookback_days": 5,
+        "arrival_start_date": str(DAYS[0]),
+    }
     backfilled = warehouse.check(DAYS[-1], "backfill")
     assert backfilled["differences"] == []
     assert backfilled["marts"] == sequential["check_3"]["marts"]
@@ -251,6 +259,7 @@ def test_maintenance_drops_expired_raw_and_quarantine_partitions_and_builds_the_
     quarantine_dropped = outcome["returned"]["vacuum_quarantine"]
     assert raw_dropped["raw.impressions"] == [str(DAYS[0]), str(DAYS[1])]
     assert raw_dropped["raw.clicks"] == [str(DAYS[0]), str(DAYS[1])]
+    assert raw_dropped["staging.base_tracking__clicks_validated"] == [str(DAYS[0]), str(DAYS[1])]
     assert quarantine_dropped["raw.quarantine_impressions"] == [str(DAYS[0])]
     docs = Path(outcome["returned"]["dbt_docs"])
     assert (docs / "index.html").is_file() and (docs / "catalog.json").is_file()

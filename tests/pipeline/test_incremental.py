@@ -19,6 +19,12 @@ DAY_1 = date(2026, 11, 1)
 DAY_2 = DAY_1 + timedelta(days=1)
 DAY_3 = DAY_1 + timedelta(days=2)
 MARTS = ("fct_impressions", "fct_clicks", "fct_conversions", "agg_campaign_daily", "agg_rtb_daily")
+BASE_TABLES = (
+    "base_adserver__impressions_validated",
+    "base_tracking__clicks_validated",
+    "base_tracking__conversions_validated",
+    "base_rtb__bid_requests_validated",
+)
 
 
 def _table_rows(spark, table: str) -> list[tuple]:
@@ -29,14 +35,21 @@ def _marts(spark) -> dict[str, list[tuple]]:
     return {mart: _table_rows(spark, f"marts.{mart}") for mart in MARTS}
 
 
-def _partition_files(settings, mart: str, day: date) -> dict[str, int]:
-    """Data files of one date partition (and its campaign sub-partitions) with their modification times."""
-    folder = Path(settings.resolved_lake_uri) / "marts.db" / mart / f"event_date={day}"
+def _partition_files(settings, mart: str, day: date, schema: str = "marts", column: str = "event_date") -> dict:
+    """Data files of one date partition (and its sub-partitions) with their modification times."""
+    folder = Path(settings.resolved_lake_uri) / f"{schema}.db" / mart / f"{column}={day}"
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*.parquet")}
 
 
-def _run_models(settings, run_date: date, **extra_vars) -> None:
-    run_dbt(settings, ["run", "--vars", json.dumps({"run_date": run_date.isoformat(), **extra_vars})])
+def _base_files(settings, day: date) -> dict[str, dict]:
+    """The arrival-date partition of every staging base table."""
+    return {base: _partition_files(settings, base, day, "staging", "_ingest_date") for base in BASE_TABLES}
+
+
+def _run_models(settings, run_date: date, command: str = "run", **extra_vars) -> None:
+    """`dbt run` (or another command) after the arrival date run_date was landed, with adx_transform's vars."""
+    dbt_vars = {"run_date": run_date.isoformat(), "arrival_start_date": run_date.isoformat(), **extra_vars}
+    run_dbt(settings, [command, "--vars", json.dumps(dbt_vars)])
 
 
 def test_incremental_runs_correct_late_events_and_leave_old_partitions_alone(spark, warehouse_settings):
@@ -51,12 +64,27 @@ def test_incremental_runs_correct_late_events_and_leave_old_partitions_alone(spa
     assert verify(spark, settings, as_of=DAY_1) == []
     day_1_before = _table_rows(spark, "marts.agg_campaign_daily")
 
-    # Day 2 arrives with late clicks and conversions of day 1: day 1's marts are corrected.
+    # Day 2 arrives with late clicks and conversions of day 1, and copies of day 1's clicks: day 1's marts are
+    # corrected, the copies are rejected against day 1's kept ids, and day 1's arrivals are not validated again.
     load(spark, settings, dates=[DAY_2])
+    day_1_base_files = _base_files(settings, DAY_1)
+    assert all(day_1_base_files.values())
     _run_models(settings, DAY_2)
     assert verify(spark, settings, as_of=DAY_2) == []
+    assert _base_files(settings, DAY_1) == day_1_base_files
+    copies_of_day_1 = spark.sql(
+        f"""
+        select count(*) from staging.base_tracking__clicks_validated as copy
+        inner join staging.base_tracking__clicks_validated as kept
+            on copy.click_id = kept.click_id and kept._ingest_date = date'{DAY_1}' and kept.rejection_reason is null
+        where copy._ingest_date = date'{DAY_2}' and copy.rejection_reason = 'duplicate_event_id'
+        """
+    ).first()[0]
+    assert copies_of_day_1 > 0, "day 2 carried no copy of a day-1 click: the dedupe across arrivals is untested"
     day_1_after = [row for row in _table_rows(spark, "marts.agg_campaign_daily") if row[-1] == str(DAY_1)]
     assert day_1_after != day_1_before, "day 2 carried no late event for day 1: the test proves nothing"
+    # Its data tests pass on the rows it rewrote: each side of a raw = staged + rejected count in the same arrivals.
+    _run_models(settings, DAY_2, "test")
 
     # Loading the same files again is skipped, and rerunning day 2 changes nothing.
     marts_after_day_2 = _marts(spark)

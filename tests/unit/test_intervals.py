@@ -10,7 +10,11 @@ from ingestion.orchestration.intervals import DbtInterval, interval_of_dates, in
 def test_one_arrival_date_rebuilds_it_with_the_default_lookback():
     interval = interval_of_run({}, [{"ingest_dates": ["2026-11-02"]}])
     assert interval == DbtInterval(date(2026, 11, 2), date(2026, 11, 2))
-    assert interval.dbt_vars(3) == {"run_date": "2026-11-02", "lookback_days": 3}
+    assert interval.dbt_vars(3) == {
+        "run_date": "2026-11-02",
+        "lookback_days": 3,
+        "arrival_start_date": "2026-11-02",
+    }
 
 
 def test_events_of_several_sources_and_dates_span_one_interval_whose_lookback_reaches_its_first_date():
@@ -18,7 +22,11 @@ def test_events_of_several_sources_and_dates_span_one_interval_whose_lookback_re
     interval = interval_of_run({"start_date": None, "end_date": None}, extras)
     assert (interval.start, interval.end) == (date(2026, 11, 1), date(2026, 11, 3))
     # run_date 11-03 with lookback 5 rewrites event dates 10-29 .. 11-03: 11-01 and its own 3-day lookback
-    assert interval.dbt_vars(3) == {"run_date": "2026-11-03", "lookback_days": 5}
+    assert interval.dbt_vars(3) == {
+        "run_date": "2026-11-03",
+        "lookback_days": 5,
+        "arrival_start_date": "2026-11-01",
+    }
 
 
 def test_params_of_a_manual_run_or_backfill_win_over_events():
@@ -31,7 +39,7 @@ def test_params_of_a_manual_run_or_backfill_win_over_events():
 def test_no_params_and_no_events_rebuild_every_date():
     interval = interval_of_run({}, [])
     assert interval.is_everything
-    assert interval.dbt_vars(3) == {"run_date": None, "lookback_days": 3}
+    assert interval.dbt_vars(3) == {"run_date": None, "lookback_days": 3, "arrival_start_date": None}
 
 
 @pytest.mark.parametrize(

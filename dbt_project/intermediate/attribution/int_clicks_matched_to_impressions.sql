@@ -1,13 +1,17 @@
 {#- Each valid click with the impression it came from: the latest impression of the same user, campaign and ad at
     or before the click, at most click_to_impression_window_hours earlier; ties on time go to the greatest id. -#}
+{% set impression_days = adx.window_days(var('click_to_impression_window_hours')) %}
+
 with
 
 clicks as (
     select * from {{ ref('stg_tracking__clicks') }}
+    where {{ adx.incremental_date_window('event_date', arrival_column='_ingest_date') }}
 ),
 
 impressions as (
     select impression_id, impression_at, user_id, campaign_id, ad_id from {{ ref('stg_adserver__impressions') }}
+    where {{ adx.incremental_date_window('event_date', extra_days=impression_days, arrival_column='_ingest_date') }}
 ),
 
 candidate_impressions as (

@@ -1,18 +1,24 @@
 {#- Each valid conversion with its attribution (docs/data_contract.md#attribution): the last click of the same user
     and campaign within click_through_window_hours, else the last impression within view_through_window_hours
     (view-through), else unattributed. Both window ends are inclusive; ties on time go to the greatest id. -#}
+{% set click_days = adx.window_days(var('click_through_window_hours')) %}
+{% set view_days = adx.window_days(var('view_through_window_hours')) %}
+
 with
 
 conversions as (
     select * from {{ ref('stg_tracking__conversions') }}
+    where {{ adx.incremental_date_window('event_date', arrival_column='_ingest_date') }}
 ),
 
 clicks as (
     select click_id, clicked_at, user_id, campaign_id from {{ ref('stg_tracking__clicks') }}
+    where {{ adx.incremental_date_window('event_date', extra_days=click_days, arrival_column='_ingest_date') }}
 ),
 
 impressions as (
     select impression_id, impression_at, user_id, campaign_id from {{ ref('stg_adserver__impressions') }}
+    where {{ adx.incremental_date_window('event_date', extra_days=view_days, arrival_column='_ingest_date') }}
 ),
 
 candidate_clicks as (

@@ -3,6 +3,7 @@ with
 
 bid_requests as (
     select * from {{ ref('stg_rtb__bid_requests') }}
+    where {{ adx.incremental_date_window('event_date', arrival_column='_ingest_date') }}
 ),
 
 rtb_impressions as (
@@ -12,7 +13,10 @@ rtb_impressions as (
         min_by(impression_id, struct(impression_at, impression_id)) as impression_id,
         min(impression_at) as impression_at
     from {{ ref('stg_adserver__impressions') }}
-    where bid_request_id is not null
+    where
+        bid_request_id is not null
+        -- served at or after its request; a day earlier as well, for a request logged after its impression
+        and {{ adx.incremental_date_window('event_date', extra_days=1, arrival_column='_ingest_date') }}
     group by bid_request_id
 )
 

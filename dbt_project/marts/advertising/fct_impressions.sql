@@ -6,17 +6,20 @@
     )
 }}
 
+{% set click_days = adx.window_days(var('click_to_impression_window_hours')) %}
+
 with
 
 impressions as (
     select * from {{ ref('stg_adserver__impressions') }}
     -- is_clicked depends on clicks up to click_to_impression_window_hours later: widen the window by that much.
-    where {{ adx.incremental_date_window('event_date', extra_days=(var('click_to_impression_window_hours') / 24) | round(0, 'ceil') | int) }}
+    where {{ adx.incremental_date_window('event_date', extra_days=click_days, arrival_column='_ingest_date') }}
 ),
 
 clicked_impressions as (
+    -- the clicks of those impressions happened on their dates or later
     select distinct impression_id from {{ ref('int_clicks_matched_to_impressions') }}
-    where has_impression
+    where has_impression and {{ adx.incremental_date_window('event_date', extra_days=click_days) }}
 ),
 
 campaigns as (

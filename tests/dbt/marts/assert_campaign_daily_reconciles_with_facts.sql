@@ -1,4 +1,6 @@
--- Totals of agg_campaign_daily equal the counts and sums of the fact tables they are built from.
+-- Totals of agg_campaign_daily equal the counts and sums of the fact tables they are built from (on an
+-- incremental run, over the event dates it rebuilt).
+{% set window = adx.test_window('event_date') %}
 with
 
 daily as (
@@ -8,14 +10,15 @@ daily as (
         sum(conversions) as conversions,
         sum(attributed_conversions) as attributed_conversions
     from {{ ref('agg_campaign_daily') }}
+    where {{ window }}
 ),
 
 facts as (
     select
-        (select count(*) from {{ ref('fct_impressions') }}) as impressions,
-        (select count(*) from {{ ref('fct_clicks') }}) as clicks,
-        (select count(*) from {{ ref('fct_conversions') }}) as conversions,
-        (select count_if(is_attributed) from {{ ref('fct_conversions') }}) as attributed_conversions
+        (select count(*) from {{ ref('fct_impressions') }} where {{ window }}) as impressions,
+        (select count(*) from {{ ref('fct_clicks') }} where {{ window }}) as clicks,
+        (select count(*) from {{ ref('fct_conversions') }} where {{ window }}) as conversions,
+        (select count_if(is_attributed) from {{ ref('fct_conversions') }} where {{ window }}) as attributed_conversions
 )
 
 select daily.*, facts.*

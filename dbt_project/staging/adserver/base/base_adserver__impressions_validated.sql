@@ -2,6 +2,7 @@ with
 
 impressions as (
     select * from {{ source('adserver', 'impressions') }}
+    where {{ adx.arrival_window() }}
 ),
 
 campaigns as (
@@ -61,6 +62,18 @@ numbered as (
             order by rule_violation is null desc, _ingest_date, _source_file, impression_at
         ) as copy_number
     from checked
+),
+
+earlier_kept as (
+    {{ adx.earlier_kept_ids('impression_id') }}
+),
+
+flagged as (
+    select
+        numbered.*,
+        numbered.copy_number > 1 or earlier_kept.impression_id is not null as is_later_copy
+    from numbered
+    left join earlier_kept on numbered.impression_id = earlier_kept.impression_id
 )
 
 select
@@ -80,9 +93,9 @@ select
     web_server,
     raw_event_time,
     raw_cost_micros,
-    coalesce(rule_violation, case when copy_number > 1 then 'duplicate_event_id' end) as rejection_reason,
+    coalesce(rule_violation, case when is_later_copy then 'duplicate_event_id' end) as rejection_reason,
     _source_file,
     _batch_id,
     _loaded_at,
     _ingest_date
-from numbered
+from flagged

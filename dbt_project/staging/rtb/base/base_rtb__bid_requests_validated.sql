@@ -2,6 +2,7 @@ with
 
 bid_requests as (
     select * from {{ source('rtb', 'bid_requests') }}
+    where {{ adx.arrival_window() }}
 ),
 
 campaigns as (
@@ -70,6 +71,18 @@ numbered as (
             order by rule_violation is null desc, _ingest_date, _source_file, requested_at
         ) as copy_number
     from checked
+),
+
+earlier_kept as (
+    {{ adx.earlier_kept_ids('bid_request_id') }}
+),
+
+flagged as (
+    select
+        numbered.*,
+        numbered.copy_number > 1 or earlier_kept.bid_request_id is not null as is_later_copy
+    from numbered
+    left join earlier_kept on numbered.bid_request_id = earlier_kept.bid_request_id
 )
 
 select
@@ -96,9 +109,9 @@ select
     bid_price_cpm,
     is_win,
     clearing_price_cpm,
-    coalesce(rule_violation, case when copy_number > 1 then 'duplicate_event_id' end) as rejection_reason,
+    coalesce(rule_violation, case when is_later_copy then 'duplicate_event_id' end) as rejection_reason,
     _source_file,
     _batch_id,
     _loaded_at,
     _ingest_date
-from numbered
+from flagged

@@ -2,6 +2,7 @@ with
 
 clicks as (
     select * from {{ source('tracking', 'clicks') }}
+    where {{ adx.arrival_window() }}
 ),
 
 campaigns as (
@@ -45,6 +46,18 @@ numbered as (
             order by rule_violation is null desc, _ingest_date, _source_file, clicked_at
         ) as copy_number
     from checked
+),
+
+earlier_kept as (
+    {{ adx.earlier_kept_ids('click_id') }}
+),
+
+flagged as (
+    select
+        numbered.*,
+        numbered.copy_number > 1 or earlier_kept.click_id is not null as is_later_copy
+    from numbered
+    left join earlier_kept on numbered.click_id = earlier_kept.click_id
 )
 
 select
@@ -57,9 +70,9 @@ select
     device_type,
     landing_page_url,
     raw_click_time,
-    coalesce(rule_violation, case when copy_number > 1 then 'duplicate_event_id' end) as rejection_reason,
+    coalesce(rule_violation, case when is_later_copy then 'duplicate_event_id' end) as rejection_reason,
     _source_file,
     _batch_id,
     _loaded_at,
     _ingest_date
-from numbered
+from flagged

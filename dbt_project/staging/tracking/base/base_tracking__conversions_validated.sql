@@ -2,6 +2,7 @@ with
 
 conversions as (
     select * from {{ source('tracking', 'conversions') }}
+    where {{ adx.arrival_window() }}
 ),
 
 campaigns as (
@@ -60,6 +61,18 @@ numbered as (
             order by rule_violation is null desc, _ingest_date, _source_file, converted_at
         ) as copy_number
     from checked
+),
+
+earlier_kept as (
+    {{ adx.earlier_kept_ids('conversion_id') }}
+),
+
+flagged as (
+    select
+        numbered.*,
+        numbered.copy_number > 1 or earlier_kept.conversion_id is not null as is_later_copy
+    from numbered
+    left join earlier_kept on numbered.conversion_id = earlier_kept.conversion_id
 )
 
 select
@@ -74,9 +87,9 @@ select
     cast(conversion_value_usd as decimal(24, 12)) as conversion_value_usd,
     raw_conversion_time,
     raw_value,
-    coalesce(rule_violation, case when copy_number > 1 then 'duplicate_event_id' end) as rejection_reason,
+    coalesce(rule_violation, case when is_later_copy then 'duplicate_event_id' end) as rejection_reason,
     _source_file,
     _batch_id,
     _loaded_at,
     _ingest_date
-from numbered
+from flagged
