@@ -50,20 +50,28 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The ids a base table kept (rejection_reason null) from arrivals before this run's: a valid copy re-arriving now
-    is a duplicate of them. Within the contract every copy of an event arrives within lookback_days of its first
-    copy, so only those arrival partitions are read. Empty on full builds, which number every copy themselves. -#}
-{% macro earlier_kept_ids(id_column) -%}
-    {%- if is_incremental() and var('run_date') -%}
-    select distinct {{ id_column }}
-    from {{ this }}
-    where
-        rejection_reason is null
-        and _ingest_date < {{ adx.arrival_start() }}
-        and _ingest_date >= date_sub({{ adx.arrival_start() }}, {{ var('lookback_days') | int }})
-    {%- else -%}
-    select {{ id_column }} from values (cast(null as string)) as none_yet ({{ id_column }}) where false
-    {%- endif -%}
+{#- The rows of `numbered` (each with copy_number, its rank among the copies of its id in this run) with
+    is_later_copy: a copy after the first in this run, or a copy of an id the base table kept (rejection_reason
+    null) from arrivals before this run's. Within the contract every copy of an event arrives within lookback_days
+    of its first copy, so only those arrival partitions of the table are read; full builds number every copy
+    themselves. -#}
+{% macro flag_later_copies(numbered, id_column) -%}
+    select
+        {{ numbered }}.*,
+        {{ numbered }}.copy_number > 1 or earlier_kept.{{ id_column }} is not null as is_later_copy
+    from {{ numbered }}
+    left join (
+        {%- if is_incremental() and var('run_date') %}
+        select distinct {{ id_column }}
+        from {{ this }}
+        where
+            rejection_reason is null
+            and _ingest_date < {{ adx.arrival_start() }}
+            and _ingest_date >= date_sub({{ adx.arrival_start() }}, {{ var('lookback_days') | int }})
+        {%- else %}
+        select {{ id_column }} from values (cast(null as string)) as none_yet ({{ id_column }}) where false
+        {%- endif %}
+    ) as earlier_kept on {{ numbered }}.{{ id_column }} = earlier_kept.{{ id_column }}
 {%- endmacro %}
 
 {#- Data tests on an incremental run check the rows the run rewrote, so that their cost does not grow with the

@@ -10,6 +10,7 @@ import pytest
 
 from ingestion.generator import generate
 from ingestion.loader import load
+from ingestion.orchestration.tasks import STAGING_BASE_TABLES
 from ingestion.transform import build, run_dbt
 from ingestion.verify import verify
 
@@ -19,12 +20,7 @@ DAY_1 = date(2026, 11, 1)
 DAY_2 = DAY_1 + timedelta(days=1)
 DAY_3 = DAY_1 + timedelta(days=2)
 MARTS = ("fct_impressions", "fct_clicks", "fct_conversions", "agg_campaign_daily", "agg_rtb_daily")
-BASE_TABLES = (
-    "base_adserver__impressions_validated",
-    "base_tracking__clicks_validated",
-    "base_tracking__conversions_validated",
-    "base_rtb__bid_requests_validated",
-)
+BASE_TABLES = tuple(table.removeprefix("staging.") for table in STAGING_BASE_TABLES)
 
 
 def _table_rows(spark, table: str) -> list[tuple]:

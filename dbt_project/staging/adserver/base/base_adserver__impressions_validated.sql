@@ -64,16 +64,8 @@ numbered as (
     from checked
 ),
 
-earlier_kept as (
-    {{ adx.earlier_kept_ids('impression_id') }}
-),
-
 flagged as (
-    select
-        numbered.*,
-        numbered.copy_number > 1 or earlier_kept.impression_id is not null as is_later_copy
-    from numbered
-    left join earlier_kept on numbered.impression_id = earlier_kept.impression_id
+    {{ adx.flag_later_copies('numbered', 'impression_id') }}
 )
 
 select

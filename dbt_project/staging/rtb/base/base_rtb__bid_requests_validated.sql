@@ -73,16 +73,8 @@ numbered as (
     from checked
 ),
 
-earlier_kept as (
-    {{ adx.earlier_kept_ids('bid_request_id') }}
-),
-
 flagged as (
-    select
-        numbered.*,
-        numbered.copy_number > 1 or earlier_kept.bid_request_id is not null as is_later_copy
-    from numbered
-    left join earlier_kept on numbered.bid_request_id = earlier_kept.bid_request_id
+    {{ adx.flag_later_copies('numbered', 'bid_request_id') }}
 )
 
 select

@@ -48,16 +48,8 @@ numbered as (
     from checked
 ),
 
-earlier_kept as (
-    {{ adx.earlier_kept_ids('click_id') }}
-),
-
 flagged as (
-    select
-        numbered.*,
-        numbered.copy_number > 1 or earlier_kept.click_id is not null as is_later_copy
-    from numbered
-    left join earlier_kept on numbered.click_id = earlier_kept.click_id
+    {{ adx.flag_later_copies('numbered', 'click_id') }}
 )
 
 select

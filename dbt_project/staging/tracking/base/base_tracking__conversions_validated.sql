@@ -63,16 +63,8 @@ numbered as (
     from checked
 ),
 
-earlier_kept as (
-    {{ adx.earlier_kept_ids('conversion_id') }}
-),
-
 flagged as (
-    select
-        numbered.*,
-        numbered.copy_number > 1 or earlier_kept.conversion_id is not null as is_later_copy
-    from numbered
-    left join earlier_kept on numbered.conversion_id = earlier_kept.conversion_id
+    {{ adx.flag_later_copies('numbered', 'conversion_id') }}
 )
 
 select
