@@ -82,30 +82,37 @@ where
 
 {#- The newest arrival date (`_ingest_date`) of any of the four raw data sources: the warehouse's "now" for
     freshness, which holds for a live feed, a backfill and synthetic data alike. When every source stops, nothing
-    lags this reference: dbt source freshness (`_loaded_at` against the wall clock) catches that. -#}
+    lags this reference: dbt source freshness (`_loaded_at` against the wall clock) catches that.
+
+    On an incremental run (var run_date) the reference is the newest arrival on or after run_date, or run_date
+    itself: a run for run_date is a statement that the warehouse is at least that new. That reads the run's own
+    arrival partitions instead of every one. -#}
 {% macro latest_arrival_date() %}
+{%- set from_run_date = "_ingest_date >= date'" ~ var('run_date') ~ "'" if var('run_date') else "true" -%}
 (
-    select max(latest_ingest_date)
+    select {{ "greatest(date'" ~ var('run_date') ~ "', max(latest_ingest_date))" if var('run_date') else "max(latest_ingest_date)" }}
     from (
-        select max(_ingest_date) as latest_ingest_date from {{ source('adserver', 'impressions') }}
-        union all
-        select max(_ingest_date) from {{ source('tracking', 'clicks') }}
-        union all
-        select max(_ingest_date) from {{ source('tracking', 'conversions') }}
-        union all
-        select max(_ingest_date) from {{ source('rtb', 'bid_requests') }}
+        {%- for source_name, table_name in [('adserver', 'impressions'), ('tracking', 'clicks'), ('tracking', 'conversions'), ('rtb', 'bid_requests')] %}
+        {{ "union all" if not loop.first }}
+        select max(_ingest_date) as latest_ingest_date from {{ source(source_name, table_name) }} where {{ from_run_date }}
+        {%- endfor %}
     ) as per_source
 )
 {% endmacro %}
 
 {#- Freshness: the model's newest date in column_name is at most max_lag_days behind the warehouse's newest
-    arrival date (latest_arrival_date). An empty model fails too. -#}
+    arrival date (latest_arrival_date). An empty model fails too. On an incremental run only the dates from
+    max_lag_days before run_date on are read: the reference is never earlier than run_date, so an older newest date
+    fails either way (reported as latest_date null). -#}
 {% test arrival_lag(model, column_name, max_lag_days=1) %}
 with freshness as (
     select
         cast(max({{ column_name }}) as date) as latest_date,
         {{ adx.latest_arrival_date() }} as reference_date
     from {{ model }}
+    {%- if var('run_date') %}
+    where {{ column_name }} >= date_sub(date'{{ var('run_date') }}', {{ max_lag_days }})
+    {%- endif %}
 )
 
 select

@@ -87,20 +87,27 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The test windows of a relation: that of the model or source it is (meta test_window_column, dbt_project.yml), on
-    incremental runs only and unless the test has meta whole_history (baselines, freshness). -#}
+{#- The column a relation's tests window on: meta test_window_column of the model or source it is (dbt_project.yml);
+    none if it has none. -#}
+{% macro window_column_of(relation) -%}
+    {%- for node in graph.nodes.values() | list + graph.sources.values() | list
+        if node.resource_type in ('model', 'source')
+        and node.schema == relation.schema
+        and (node.alias if node.resource_type == 'model' else node.identifier) == relation.identifier
+        and node.config.meta.get('test_window_column') -%}
+        {%- do return(node.config.meta['test_window_column']) -%}
+    {%- endfor -%}
+    {%- do return(none) -%}
+{%- endmacro %}
+
+{#- The test windows of a relation: that of its window column, on incremental runs only and unless the test has meta
+    whole_history (baselines, freshness). -#}
 {% macro test_windows(relation) -%}
-    {%- set windows = [] -%}
-    {%- if execute and var('run_date') and not config.get('meta', {}).get('whole_history') -%}
-        {%- for node in graph.nodes.values() | list + graph.sources.values() | list
-            if node.resource_type in ('model', 'source')
-            and node.schema == relation.schema
-            and (node.alias if node.resource_type == 'model' else node.identifier) == relation.identifier
-            and node.config.meta.get('test_window_column') -%}
-            {%- do windows.append(adx.test_window(node.config.meta['test_window_column'])) -%}
-        {%- endfor -%}
+    {%- set window_column = adx.window_column_of(relation) if execute and var('run_date') else none -%}
+    {%- if window_column and not config.get('meta', {}).get('whole_history') -%}
+        {%- do return([adx.test_window(window_column)]) -%}
     {%- endif -%}
-    {%- do return(windows) -%}
+    {%- do return([]) -%}
 {%- endmacro %}
 
 {#- dbt's `where` subquery of a generic test (dispatched from dbt's get_where_subquery): the test's own `where` and
@@ -117,6 +124,42 @@
 {% macro in_test_window(relation) -%}
     {%- do return(adx.filtered(relation, adx.test_windows(relation))) -%}
 {%- endmacro %}
+
+{#- The parent side of a relationships test on an incremental run. With meta parent_reaches_back_hours_var (the var
+    holding how many hours before its child a parent row can be: an attribution window), the parent's rows from that
+    long before the first date of the child's event-date window on, by the parent's own window column (an event
+    never arrives before its date, so the bound holds for an arrival date too). Without it, the whole parent. -#}
+{% macro parent_in_test_window(relation) -%}
+    {%- set window_column = adx.window_column_of(relation) if execute and var('run_date') else none -%}
+    {%- set meta = config.get('meta', {}) if window_column else {} -%}
+    {%- set reaches_back_hours_var = meta.get('parent_reaches_back_hours_var') -%}
+    {%- if reaches_back_hours_var and not meta.get('whole_history') -%}
+        {%- set days_back = var('lookback_days') | int + adx.window_days(var(reaches_back_hours_var)) | int -%}
+        {%- do return(adx.filtered(relation, [window_column ~ " >= date_sub(date'" ~ var('run_date') ~ "', " ~ days_back ~ ")"])) -%}
+    {%- endif -%}
+    {%- do return(relation) -%}
+{%- endmacro %}
+
+{#- dbt's relationships test (dispatched from dbt's test_relationships). The child side is already in its test window
+    (spark__get_where_subquery); the parent side is windowed too where the test says how far back a parent can be
+    (parent_in_test_window), so that the test's cost does not grow with the parent's history. -#}
+{% macro spark__test_relationships(model, column_name, to, field) %}
+with child as (
+    select {{ column_name }} as from_field
+    from {{ model }}
+    where {{ column_name }} is not null
+),
+
+parent as (
+    select {{ field }} as to_field
+    from {{ adx.parent_in_test_window(to) }}
+)
+
+select from_field
+from child
+left join parent on child.from_field = parent.to_field
+where parent.to_field is null
+{% endmacro %}
 
 {% macro filtered(relation, predicates) -%}
     {%- if predicates -%}

@@ -42,10 +42,10 @@ def _base_files(settings, day: date) -> dict[str, dict]:
     return {base: _partition_files(settings, base, day, "staging", "_ingest_date") for base in BASE_TABLES}
 
 
-def _run_models(settings, run_date: date, command: str = "run", **extra_vars) -> None:
+def _run_models(settings, run_date: date, command: str = "run", select: str = "", **extra_vars) -> None:
     """`dbt run` (or another command) after the arrival date run_date was landed, with adx_transform's vars."""
     dbt_vars = {"run_date": run_date.isoformat(), "arrival_start_date": run_date.isoformat(), **extra_vars}
-    run_dbt(settings, [command, "--vars", json.dumps(dbt_vars)])
+    run_dbt(settings, [command, "--vars", json.dumps(dbt_vars), *(["--select", select] if select else [])])
 
 
 def test_incremental_runs_correct_late_events_and_leave_old_partitions_alone(spark, warehouse_settings):
@@ -97,7 +97,24 @@ def test_incremental_runs_correct_late_events_and_leave_old_partitions_alone(spa
     _run_models(settings, DAY_3, lookback_days=0)
     assert {mart: _partition_files(settings, mart, DAY_1) for mart in MARTS} == day_1_files
     assert _partition_files(settings, "fct_impressions", DAY_2) != day_2_files
+    # Its relationships tests read the parents only as far back as an attribution window reaches from day 3: day 3's
+    # clicks on day 2's impressions and conversions on earlier clicks pass, so no parent row they need is cut off.
+    _run_models(settings, DAY_3, "test", lookback_days=0, select="test_name:relationships")
 
     # With the default three-day lookback, day 3's run gives the truth as of day 3.
     _run_models(settings, DAY_3)
     assert verify(spark, settings, as_of=DAY_3) == []
+
+    # The freshness test of a run reads only its last days, and still fails when the marts lag: a run for day 5
+    # finds fct_impressions two days behind (its failure row stored in ops), a run for day 4 one day, within the limit.
+    assert _freshness_failures(settings, spark, run_date=DAY_3 + timedelta(days=2)) == [
+        (None, DAY_3 + timedelta(days=2), None)
+    ]
+    assert _freshness_failures(settings, spark, run_date=DAY_3 + timedelta(days=1)) == []
+
+
+def _freshness_failures(settings, spark, run_date: date) -> list[tuple]:
+    """(latest_date, reference_date, lag_days) of fct_impressions' freshness test run as of run_date."""
+    test = "anomaly_freshness_fct_impressions"
+    run_dbt(settings, ["test", "--select", test, "--vars", json.dumps({"run_date": run_date.isoformat()})])
+    return [tuple(row) for row in spark.sql(f"select latest_date, reference_date, lag_days from ops.{test}").collect()]
