@@ -9,10 +9,11 @@ KAFKA_STAMP := .kafka/.resolved
 HADOOP_STAMP := .hadoop/.resolved
 POSTGRES_STAMP := $(VENV)/.postgres
 PROMETHEUS_STAMP := $(VENV)/.prometheus
+STRACE_STAMP := $(VENV)/.strace
 BENCH_ARGS ?= --suite all
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run run-stack airflow elementary test test-fast bench lint setup jars kafka-jars hadoop-jars postgres prometheus clean
+.PHONY: run run-stack airflow elementary test test-fast bench lint audit setup jars kafka-jars hadoop-jars postgres prometheus clean
 
 ## run: set up, then generate → load → transform → report → verify on the embedded warehouse
 run: setup
@@ -53,7 +54,12 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-setup: $(STAMP) $(JARS_STAMP) $(KAFKA_STAMP) $(HADOOP_STAMP) $(POSTGRES_STAMP) $(PROMETHEUS_STAMP)
+## audit: known vulnerabilities of every package in the venv (pip-audit against PyPI's advisory data); fails when a
+## package could not be audited too (--strict), so that an unreachable advisory service is not a pass
+audit: setup
+	$(BIN)/pip-audit --vulnerability-service pypi --strict --progress-spinner off
+
+setup: $(STAMP) $(JARS_STAMP) $(KAFKA_STAMP) $(HADOOP_STAMP) $(POSTGRES_STAMP) $(PROMETHEUS_STAMP) $(STRACE_STAMP)
 
 $(STAMP): requirements.txt requirements-bench.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -100,6 +106,11 @@ prometheus: $(PROMETHEUS_STAMP)
 
 $(PROMETHEUS_STAMP): scripts/install-prometheus.sh $(STAMP)
 	scripts/install-prometheus.sh
+	touch $@
+
+## strace: the tracer of the outbound-connection test (tests/pipeline/test_outbound.py), from Debian's packages
+$(STRACE_STAMP): scripts/apt-install.sh $(STAMP)
+	command -v strace >/dev/null || scripts/apt-install.sh strace "the tracer of the outbound-connection test"
 	touch $@
 
 clean:

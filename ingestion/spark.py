@@ -85,6 +85,12 @@ def _metastore_database_conf(settings: Settings) -> dict[str, str]:
     }
 
 
+# Without it, Spark's JVM finds the machine's address on its network interfaces (the hostname resolves to
+# loopback) and resolves that address's name through DNS: a query to the name server on every start
+# (tests/pipeline/test_outbound.py).
+LOOPBACK_ONLY_ENV = {"SPARK_LOCAL_IP": "127.0.0.1"}
+
+
 def get_spark(settings: Settings, *, hive: bool = True, extra_conf: dict[str, str] | None = None) -> SparkSession:
     """Start (or reuse) the SparkSession of this process: local, Hive-backed (unless hive=False), quiet.
     extra_conf adds or overrides settings of a new session (the bench's status REST API, for one)."""
@@ -95,6 +101,7 @@ def get_spark(settings: Settings, *, hive: bool = True, extra_conf: dict[str, st
 
     if hive:
         hold_embedded_metastore(settings)
+    os.environ.update(LOOPBACK_ONLY_ENV)
     builder = SparkSession.builder.enableHiveSupport() if hive else SparkSession.builder
     for key, value in (spark_conf(settings, hive=hive) | (extra_conf or {})).items():
         builder = builder.config(key, value)

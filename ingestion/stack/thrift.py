@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingestion.settings import PROJECT_DIR, Settings
+from ingestion.spark import LOOPBACK_ONLY_ENV
 from ingestion.stack.process import ManagedProcess, StackError, ensure_ports_free, port_open, wait_until
 
 HOST = "127.0.0.1"
@@ -95,7 +96,7 @@ class ThriftServer:
             "--hiveconf",
             "hive.server2.enable.doAs=false",
         ]
-        env = {**os.environ, "SPARK_HOME": str(home), "SPARK_CONF_DIR": str(self.conf_file.parent)}
+        env = {**os.environ, **LOOPBACK_ONLY_ENV, "SPARK_HOME": str(home), "SPARK_CONF_DIR": str(self.conf_file.parent)}
         self.process.spawn(command, cwd=self.home, env=env)
         try:
             self.wait_until_healthy(timeout)
