@@ -60,15 +60,21 @@ def _spark_functions_for_duckdb(node):
         # ISO 8601 with or without an offset; without one, the session time zone (UTC in both engines).
         text = node.expressions[0].sql("duckdb")
         return sqlglot.parse_one(f"cast(try_cast({text} as timestamptz) as timestamp)", read="duckdb")
+    if name == "raise_error" and len(node.expressions) == 1:
+        return sqlglot.parse_one(f"error({node.expressions[0].sql('duckdb')})", read="duckdb")
     if name == "make_dt_interval" and len(node.expressions) == 2:
         days, hours = (argument.sql("duckdb") for argument in node.expressions)
         return sqlglot.parse_one(f"(to_days({days}) + to_hours({hours}))", read="duckdb")
     return node
 
 
-def transpile(spark_sql: str) -> str:
+def transpile(spark_sql: str, session_conf: dict[str, str] | None = None) -> str:
+    """One Spark SQL statement in DuckDB's dialect, with the ${key} references to Spark's session configuration
+    (the pseudonymisation pads) substituted as Spark would."""
     import sqlglot
 
+    for key, value in (session_conf or {}).items():
+        spark_sql = spark_sql.replace("${" + key + "}", value)
     statements = sqlglot.parse(spark_sql, read="spark")
     if len(statements) != 1:
         raise ValueError(f"expected one statement, sqlglot parsed {len(statements)}")
@@ -83,9 +89,16 @@ def _seed_sql(node: dict, project_dir: Path) -> str:
 
 
 def run(
-    lake_dir: Path, manifest_path: Path, project_dir: Path, work_dir: Path, threads: int, memory_limit: str
+    lake_dir: Path,
+    manifest_path: Path,
+    project_dir: Path,
+    work_dir: Path,
+    threads: int,
+    memory_limit: str,
+    session_conf: dict[str, str],
 ) -> dict:
-    """Build every model in DuckDB; return the seconds it took, the marts' aggregates and DuckDB's version."""
+    """Build every model in DuckDB; return the seconds it took, the marts' aggregates and DuckDB's version.
+    session_conf: the Spark session settings the SQL refers to (ingestion.pseudonyms.pseudonym_session_conf)."""
     import duckdb
 
     manifest = json.loads(manifest_path.read_text())
@@ -115,7 +128,7 @@ def run(
             con.execute(f"create or replace table {relation} as {_seed_sql(node, project_dir)}")
             continue
         kind = "view" if node["config"]["materialized"] == "view" else "table"
-        con.execute(f"create or replace {kind} {relation} as {transpile(node['compiled_code'])}")
+        con.execute(f"create or replace {kind} {relation} as {transpile(node['compiled_code'], session_conf)}")
         partition_by = node["config"].get("partition_by")
         if relation.startswith("marts.") and partition_by:
             columns = ", ".join([partition_by] if isinstance(partition_by, str) else partition_by)

@@ -213,6 +213,7 @@ def measure_peer(peer: str, data_dir: Path) -> dict:
             result = pyspark_peer.measure(settings)
         else:
             from bench import duckdb_peer
+            from ingestion.pseudonyms import pseudonym_session_conf
 
             result = duckdb_peer.run(
                 settings.data_dir / "lake",
@@ -221,6 +222,7 @@ def measure_peer(peer: str, data_dir: Path) -> dict:
                 settings.data_dir / "duckdb",
                 threads=_spark_cores(settings.spark_master),
                 memory_limit=DUCKDB_MEMORY_LIMIT,
+                session_conf=pseudonym_session_conf(settings),
             )
     result["peak_rss_bytes"] = peaks.bytes[peer]
     return result

@@ -445,6 +445,24 @@ def run(days: int, scale: int, seed: int, start_date: date, mess_rate: float) ->
 
 
 @main.command()
+@click.option("--user-id", "user_ids", multiple=True, required=True, help="Raw user id to erase (repeatable).")
+def erase(user_ids: tuple[str, ...]) -> None:
+    """Right to erasure: remove the users' rows from the raw and quarantine tables and, by their pseudonyms, from
+    every table dbt built; log it in ops.erasure_log (by pseudonym). Run it while nothing else writes the tables."""
+    from ingestion.erasure import erase_users
+
+    settings = _settings()
+    spark = _spark(settings)
+    started = _step(f"erase: {len(user_ids)} user(s)")
+    removals = erase_users(spark, settings, list(user_ids))
+    for removal in removals:
+        if removal.rows:
+            click.echo(f"   {removal.table}: {removal.rows:,} rows removed")
+    click.echo(f"   {sum(r.rows for r in removals):,} rows removed from {len(removals)} tables checked")
+    _done(started)
+
+
+@main.command()
 def status() -> None:
     """What an operator checks first: stale sources, volume anomalies by campaign, schema changes, failed dbt
     models and tests (their latest result, from ops.dbt_run_results), and every source's newest arrival, last load

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Raw partitions whose arrival date is older than this many days are dropped by adx_maintenance.",
     )
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the pseudonymous user ids in staging and the marts (HMAC-SHA-256). Default: the key "
+        "in <data_dir>/secrets/pseudonym.key, generated on first use. Changing it changes every pseudonym: "
+        "rebuild with `adx dbt -- build --full-refresh`.",
+    )
     quarantine_retention_days: int = Field(
         default=30,
         ge=1,
@@ -160,6 +166,11 @@ class Settings(BaseSettings):
         """These settings with warehouse=stack: what `adx stack up` and `adx run-stack` use (explicit locations,
         ports and passwords are kept)."""
         return Settings(**{**self.model_dump(), "warehouse": "stack"})
+
+    @property
+    def pseudonym_key_file(self) -> Path:
+        """Where the pseudonymisation key is generated (mode 0600) when ADX_PSEUDONYM_KEY is unset."""
+        return self.data_dir / "secrets" / "pseudonym.key"
 
     @property
     def metastore_password_file(self) -> Path:

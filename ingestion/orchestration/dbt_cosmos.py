@@ -18,11 +18,13 @@ Derby admits one JVM, so a producer, a retried sensor and an ingest task wait fo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from ingestion.metastore_lock import hold_embedded_metastore
 from ingestion.orchestration.tasks import manifest_dir
+from ingestion.pseudonyms import pseudonym_env
 from ingestion.settings import PROJECT_DIR, Settings
 
 INTERVAL_TASK_ID = "dbt_interval"
@@ -48,15 +50,19 @@ def manifest_path(settings: Settings) -> Path:
     return path
 
 
-def hold_metastore_for_dbt(context: dict[str, Any]) -> None:
-    """pre_execute of tasks that always run dbt (the watcher producer; every task in local mode)."""
-    hold_embedded_metastore(Settings())
+def prepare_for_dbt(context: dict[str, Any]) -> None:
+    """pre_execute of tasks that always run dbt (the watcher producer; every task in local mode): hold the embedded
+    metastore, and give dbt the pseudonymisation pads (ingestion/pseudonyms.py) through this process's environment,
+    not the operator's env, which Airflow would serialise with the DAG and render in its UI."""
+    settings = Settings()
+    hold_embedded_metastore(settings)
+    os.environ.update(pseudonym_env(settings))
 
 
-def hold_metastore_on_retry(context: dict[str, Any]) -> None:
+def prepare_for_dbt_on_retry(context: dict[str, Any]) -> None:
     """pre_execute of watcher sensors: the first try only reads the producer's results; a retry runs dbt."""
     if context["ti"].try_number > 1:
-        hold_embedded_metastore(Settings())
+        prepare_for_dbt(context)
 
 
 def cosmos_task_group_kwargs(settings: Settings) -> dict[str, Any]:
@@ -78,7 +84,7 @@ def cosmos_task_group_kwargs(settings: Settings) -> dict[str, Any]:
         "vars": DBT_VARS_TEMPLATE,
         "env": settings.dbt_env(),
         "install_deps": False,
-        "pre_execute": hold_metastore_on_retry if watcher else hold_metastore_for_dbt,
+        "pre_execute": prepare_for_dbt_on_retry if watcher else prepare_for_dbt,
     }
     if watcher:
         operator_args["poke_interval"] = SENSOR_POKE_SECONDS
@@ -102,7 +108,7 @@ def cosmos_task_group_kwargs(settings: Settings) -> dict[str, Any]:
             # A test runs after every model it reads: tests of two models get their own task after both.
             test_indirect_selection=TestIndirectSelection.CAUTIOUS,
             # The producer is never retried (Cosmos skips a producer's retry): a failed node's sensor retries it.
-            setup_operator_args={"pre_execute": hold_metastore_for_dbt, "retries": 0} if watcher else None,
+            setup_operator_args={"pre_execute": prepare_for_dbt, "retries": 0} if watcher else None,
         ),
         "render_config": RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,

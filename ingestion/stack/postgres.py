@@ -39,6 +39,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from ingestion.secret_files import read_or_create
 from ingestion.settings import Settings
 from ingestion.stack.metastore_schema import create_metastore_schema
 from ingestion.stack.process import ManagedProcess, StackError, ensure_ports_free, port_in_use, wait_until
@@ -349,21 +350,7 @@ class PostgresMetastoreDb:
                     "ADX_METASTORE_PASSWORD is set but empty: unset it (a password is generated) or set one"
                 )
             return password
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_IMODE(self.password_file.stat().st_mode) != 0o600:
-                self.password_file.chmod(0o600)
-            password = self.password_file.read_text().strip()
-            if password:
-                return password
-        password = secrets.token_urlsafe(24)
-        self.password_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.password_file.with_name(self.password_file.name + ".partial")
-        partial.unlink(missing_ok=True)
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(password + "\n")
-        partial.rename(self.password_file)
-        return password
+        return read_or_create(self.password_file, lambda: secrets.token_urlsafe(24))
 
     def _count_tables(self) -> int:
         password = self.settings.resolved_metastore_password()

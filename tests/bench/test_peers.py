@@ -10,6 +10,7 @@ import pytest
 
 from bench import duckdb_peer, pyspark_peer
 from bench.mart_aggregates import differences, mart_aggregates
+from ingestion.pseudonyms import pseudonym_session_conf
 from ingestion.settings import PROJECT_DIR
 from ingestion.transform import run_dbt
 
@@ -41,6 +42,7 @@ def test_duckdb_running_the_compiled_sql_builds_the_marts_of_dbt(built_warehouse
         tmp_path,
         threads=2,
         memory_limit="2GB",
+        session_conf=pseudonym_session_conf(settings),
     )
     assert result["models"] >= 20
     assert differences(dbt_aggregates, result["aggregates"]) == []

@@ -28,6 +28,7 @@ from ports import free_port_block
 from query_plans import assert_no_shuffle_join, assert_prunes_partitions, read_statements
 
 from ingestion.cli import main
+from ingestion.pseudonyms import pseudonym_key
 from ingestion.settings import PROJECT_DIR, Settings
 from ingestion.stack.thrift import spark_home
 
@@ -66,12 +67,14 @@ def _free_port_block(size: int = PORT_BLOCK) -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
+def stack(tmp_path_factory, warehouse_settings) -> Iterator[Stack]:
     data_dir = tmp_path_factory.mktemp("adx-stack")
     base = _free_port_block()
     env = {
         **os.environ,
         "ADX_DATA_DIR": str(data_dir),
+        # The embedded path's key, so that both paths give a user the same pseudonym.
+        "ADX_PSEUDONYM_KEY": pseudonym_key(warehouse_settings).decode(),
         "ADX_WAREHOUSE": "stack",
         "ADX_METASTORE_DB_PORT": str(base),
         "ADX_HDFS_PORT": str(base + 1),
@@ -147,6 +150,9 @@ def test_the_stack_path_builds_and_verifies_the_marts_of_the_embedded_path(stack
         from_stack = from_stack.select(*embedded.columns)
         assert embedded.exceptAll(from_stack).count() == 0, f"{mart}: rows of the embedded path missing"
         assert from_stack.exceptAll(embedded).count() == 0, f"{mart}: rows only the stack path has"
+
+    # dbt's sessions had the pseudonymisation pads; an analyst's session on the same server does not.
+    assert _thrift_rows(stack, ["set adx.pseudonym.inner_pad"]) == [("adx.pseudonym.inner_pad", "<undefined>")]
 
     # The tables are registered in the Postgres metastore, with their HDFS location.
     described = _thrift_rows(stack, ["describe formatted marts.fct_impressions"])

@@ -102,3 +102,12 @@ def test_make_dt_interval_subtracts_hours_in_duckdb():
     query = transpile("select timestamp'2026-11-02 06:00:00' - make_dt_interval(0, 24)")
     # sqlglot reads Spark's timestamp as DuckDB's timestamptz: the same instant, UTC in this session.
     assert connection.execute(query).fetchone()[0].replace(tzinfo=None) == datetime(2026, 11, 1, 6, 0)
+
+
+def test_session_settings_are_substituted_and_raise_error_raises_in_duckdb():
+    """The pseudonymisation pads reach DuckDB as Spark substitutes them (${key}); raise_error becomes error."""
+    guarded = "select case when octet_length(unhex('${adx.k}')) = 2 then 'ok' else raise_error('no key') end"
+    connection = duckdb.connect()
+    assert connection.execute(transpile(guarded, {"adx.k": "abcd"})).fetchone()[0] == "ok"
+    with pytest.raises(duckdb.Error, match="no key"):
+        connection.execute(transpile(guarded, {"adx.k": "ab"})).fetchone()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import yaml
 
+from ingestion.pseudonyms import pseudonym_session_conf
 from ingestion.settings import PROJECT_DIR, Settings
 from ingestion.spark import spark_conf
 
@@ -27,7 +28,10 @@ def test_the_embedded_dbt_profile_sets_what_the_loaders_set(tmp_path):
     profile_conf = profile["adx"]["outputs"]["embedded"]["server_side_parameters"]
     loader_conf = spark_conf(Settings(data_dir=tmp_path))
     not_in_profile = {"spark.app.name", "spark.driver.extraJavaOptions", "spark.jars", "spark.sql.ansi.enabled"}
-    assert set(loader_conf) - not_in_profile == set(profile_conf)
+    dbt_only = set(pseudonym_session_conf(Settings(data_dir=tmp_path)))  # the pseudonymisation pads
+    assert set(loader_conf) - not_in_profile == set(profile_conf) - dbt_only
+    thrift_session_conf = profile["adx"]["outputs"]["thrift"]["server_side_parameters"]
+    assert dbt_only <= set(profile_conf) and {f"set:hiveconf:{key}" for key in dbt_only} == set(thrift_session_conf)
 
 
 def test_telemetry_is_off():

@@ -5,7 +5,7 @@ demographics as (
 )
 
 select
-    user_id,
+    {{ adx.pseudonymise('user_id') }} as user_id,
     age_band,
     gender,
     region,

@@ -72,7 +72,7 @@ select
     impression_id,
     impression_at,
     to_date(impression_at) as event_date,
-    user_id,
+    {{ adx.pseudonymise('user_id') }} as user_id,
     campaign_id,
     ad_id,
     site_domain,

@@ -95,7 +95,7 @@ select
     device_os,
     country_code_alpha3,
     geo_region,
-    user_id,
+    {{ adx.pseudonymise('user_id') }} as user_id,
     campaign_id,
     is_bid,
     bid_price_cpm,

@@ -56,7 +56,7 @@ select
     click_id,
     clicked_at,
     to_date(clicked_at) as event_date,
-    user_id,
+    {{ adx.pseudonymise('user_id') }} as user_id,
     campaign_id,
     ad_id,
     device_type,

@@ -71,7 +71,7 @@ select
     conversion_id,
     converted_at,
     to_date(converted_at) as event_date,
-    user_id,
+    {{ adx.pseudonymise('user_id') }} as user_id,
     campaign_id,
     conversion_type,
     conversion_value,
