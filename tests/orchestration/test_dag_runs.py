@@ -16,6 +16,7 @@ Each DAG run is one subprocess (ingestion.orchestration.dag_run): all its tasks 
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import sys
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ pytestmark = pytest.mark.integration
 
 DAYS = [date(2026, 11, 1) + timedelta(days=n) for n in range(3)]
 SCALE = 1_500
+# One key for every warehouse of the module, so that their marts (pseudonymous user ids included) compare equal.
+PSEUDONYM_KEY = secrets.token_hex(32)
 CHECK_SCRIPT = Path(__file__).with_name("check_warehouse.py")
 BROKEN_MODEL = "dbt_project/intermediate/attribution/int_clicks_matched_to_impressions.sql"
 
@@ -123,7 +126,12 @@ def new_warehouse(tmp_path_factory, name: str, broker: Settings, source_systems:
     shutil.copytree(source_systems / "ground_truth", data_dir / "ground_truth")
     warehouse = Warehouse(
         data_dir,
-        airflow_env(data_dir, ADX_KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers, **env),
+        airflow_env(
+            data_dir,
+            ADX_KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers,
+            ADX_PSEUDONYM_KEY=PSEUDONYM_KEY,
+            **env,
+        ),
         data_dir / "airflow-test.log",
     )
     migrate_and_build_manifest(warehouse.env, warehouse.log)
