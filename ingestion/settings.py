@@ -11,6 +11,10 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# For every Spark JVM (ours, and the one dbt's session method starts): without it, Spark finds the machine's address
+# on its network interfaces (the hostname resolves to loopback) and resolves that address's name through DNS, a
+# query to the name server on every start (tests/pipeline/test_outbound.py).
+LOOPBACK_ONLY_ENV = {"SPARK_LOCAL_IP": "127.0.0.1"}
 
 
 class Settings(BaseSettings):
@@ -225,4 +229,5 @@ class Settings(BaseSettings):
             "DBT_PROJECT_DIR": str(self.dbt_project_dir),
             # Turns on the Elementary tests of the sources (tag elementary) once the package is installed.
             "ADX_ELEMENTARY": "true" if self.elementary_installed else "false",
+            **LOOPBACK_ONLY_ENV,
         }

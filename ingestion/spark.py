@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ingestion.metastore_lock import hold_embedded_metastore
-from ingestion.settings import PROJECT_DIR, Settings
+from ingestion.settings import LOOPBACK_ONLY_ENV, PROJECT_DIR, Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -83,12 +83,6 @@ def _metastore_database_conf(settings: Settings) -> dict[str, str]:
         # lazily, mid-transaction, can wait for ever on their own locks.
         "spark.hadoop.datanucleus.schema.autoCreateAll": "false",
     }
-
-
-# Without it, Spark's JVM finds the machine's address on its network interfaces (the hostname resolves to
-# loopback) and resolves that address's name through DNS: a query to the name server on every start
-# (tests/pipeline/test_outbound.py).
-LOOPBACK_ONLY_ENV = {"SPARK_LOCAL_IP": "127.0.0.1"}
 
 
 def get_spark(settings: Settings, *, hive: bool = True, extra_conf: dict[str, str] | None = None) -> SparkSession:

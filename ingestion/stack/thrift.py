@@ -19,8 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingestion.settings import PROJECT_DIR, Settings
-from ingestion.spark import LOOPBACK_ONLY_ENV
+from ingestion.settings import LOOPBACK_ONLY_ENV, PROJECT_DIR, Settings
 from ingestion.stack.process import ManagedProcess, StackError, ensure_ports_free, port_open, wait_until
 
 HOST = "127.0.0.1"
