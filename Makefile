@@ -47,7 +47,8 @@ test-fast: setup
 
 ## bench: generate, load and dbt build at 1M, 4M and 10M impressions beside a hand-written PySpark job and DuckDB on
 ## the same input; fixed cost; incremental run against 1, 7 and 30 days of history; streaming at 1M; analyst queries
-## through the Thrift server; adx_transform through Airflow + Cosmos vs one dbt build (BENCH_ARGS to choose)
+## through the Thrift server; adx_transform through Airflow + Cosmos vs one dbt build; the raw zone encrypted vs
+## plaintext (BENCH_ARGS to choose)
 bench: setup
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 

@@ -30,6 +30,13 @@ from ingestion.settings import PROJECT_DIR, Settings
 DUCKDB_MEMORY_LIMIT = "4GB"
 
 
+def build_settings(data_dir: Path) -> Settings:
+    """The full-build suite's warehouse: raw unencrypted, because the DuckDB peer reads the raw Parquet files and
+    has no client for Spark's Parquet encryption keys (ingestion/raw_encryption.py). dbt and the PySpark job then
+    skip the decryption of raw that a production build pays (its cost: docs/security.md)."""
+    return Settings(data_dir=data_dir, raw_encryption=False)
+
+
 def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
     """Generate, load and build one dataset in this process; return the timings and each stage's peak memory."""
     from ingestion.generator import generate
@@ -38,7 +45,7 @@ def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
     from ingestion.transform import build, discard_saved_parse, run_dbt
     from ingestion.verify import verify
 
-    settings = Settings(data_dir=data_dir)
+    settings = build_settings(data_dir)
     timings: dict = {"size": size, "days": days}
     peaks = PeakMemory()
 
@@ -205,7 +212,7 @@ def measure_in_subprocess(size: int, days: int, seed: int, peers: bool = True) -
 def measure_peer(peer: str, data_dir: Path) -> dict:
     """One peer's build on the raw tables measure_one left in data_dir (run in a process of its own)."""
     peaks = PeakMemory()
-    settings = Settings(data_dir=data_dir)
+    settings = build_settings(data_dir)
     with peaks.stage(peer):
         if peer == "pyspark":
             from bench import pyspark_peer
@@ -267,12 +274,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--suite",
-        choices=("embedded", "streaming", "analyst", "airflow", "all"),
+        choices=("embedded", "streaming", "analyst", "airflow", "encryption", "all"),
         default="embedded",
         help="embedded: generate, load and dbt build per size (default); streaming: bench/streaming.py (producer -> "
         "Kafka -> raw Parquet) at the first of --sizes; analyst: bench/analyst.py (the 30-day campaign-performance "
         "query through the Thrift server, aggregate against facts) at --impressions; airflow: bench/airflow.py "
-        "(adx_transform through Cosmos against one dbt build); all: the four.",
+        "(adx_transform through Cosmos against one dbt build); encryption: bench/encryption.py (the raw zone encrypted "
+        "against plaintext) at the first of --sizes; all: the five.",
     )
     parser.add_argument(
         "--impressions",
@@ -323,6 +331,12 @@ def main() -> None:
         airflow.main([])
         return
 
+    if args.suite == "encryption":
+        from bench import encryption
+
+        encryption.run(int(args.sizes.split(",")[0]), args.days, rounds=1, seed=args.seed)
+        return
+
     sizes = [int(size) for size in args.sizes.split(",") if size]
     results = [measure_in_subprocess(size, args.days, args.seed, peers=args.peers) for size in sizes]
     fixed = (
@@ -345,11 +359,12 @@ def main() -> None:
     write_results(name, {"sizes": results, "fixed_cost": fixed, "incremental": incremental_results}, markdown)
 
     if args.suite == "all":
-        from bench import airflow, analyst, streaming
+        from bench import airflow, analyst, encryption, streaming
 
         streaming.run(int(args.sizes.split(",")[0]), args.seed)
         analyst.run(args.impressions, args.seed)
         airflow.main([])
+        encryption.run(int(args.sizes.split(",")[0]), args.days, rounds=1, seed=args.seed)
 
 
 if __name__ == "__main__":

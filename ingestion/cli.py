@@ -308,7 +308,7 @@ def _transform(spark, settings: Settings, run_date: date | None, select: str | N
     from ingestion.stack.preflight import StackError, check_dbt_target, thrift_diagnosis
     from ingestion.transform import DbtError, build
 
-    ensure_raw_tables(spark)  # dbt's sources exist even before a source has delivered anything
+    ensure_raw_tables(spark, settings)  # dbt's sources exist even before a source has delivered anything
 
     target = settings.resolved_dbt_target
     started = _step(f"transform: dbt build{f' for {run_date}' if run_date else ' (all dates)'} on target {target}")

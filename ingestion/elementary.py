@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from ingestion.pseudonyms import pseudonym_env
+from ingestion.dbt_secrets import dbt_secret_env
 from ingestion.settings import PROJECT_DIR, Settings
 from ingestion.transform import DbtError, discard_saved_parse, run_dbt
 
@@ -168,7 +168,7 @@ def report(settings: Settings, days_back: int = 7) -> Path:
     environment = {
         **os.environ,
         **settings.dbt_env(),
-        **pseudonym_env(settings),
+        **dbt_secret_env(settings),
         "DBT_PACKAGES_FOLDER": str(edr_packages_dir(settings)),
         "EDR_INTERNAL_TARGET_PATH": str(home(settings) / "edr_internal_target"),
         "HOME": str(home(settings)),

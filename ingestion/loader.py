@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import fastavro
 
+from ingestion.raw_encryption import encrypt_from_now_on, raw_table_options
 from ingestion.settings import Settings
 from ingestion.sources import AVRO_SCHEMA_PATH, SOURCES, Source
 
@@ -92,7 +93,7 @@ def load(
     dates: Iterable[date] | None = None,
 ) -> list[BatchResult]:
     """Load every waiting batch of the given sources (default: all) and dates (default: all)."""
-    ensure_raw_tables(spark)
+    ensure_raw_tables(spark, settings)
     dates = list(dates) if dates is not None else None
     results = []
     for name in source_names or SOURCES:
@@ -266,9 +267,9 @@ def _read_avro(spark: SparkSession, batch: Batch) -> tuple[DataFrame, DataFrame,
 # --- tables ---
 
 
-def ensure_raw_tables(spark: SparkSession) -> None:
+def ensure_raw_tables(spark: SparkSession, settings: Settings) -> None:
     """Create every raw and quarantine table that does not exist yet, so that dbt finds all of its sources
-    even before a source has delivered its first file."""
+    even before a source has delivered its first file. Their files are encrypted (ingestion/raw_encryption.py)."""
     from pyspark.sql import functions as F
 
     spark.sql("create database if not exists raw")
@@ -280,11 +281,11 @@ def ensure_raw_tables(spark: SparkSession) -> None:
         ):
             if spark.catalog.tableExists(table):
                 _check_partitioning(spark, table)
+                encrypt_from_now_on(spark, table, settings)
                 continue
             frame = empty_frame().withColumn("_ingest_date", F.lit(None).cast("date"))
-            with_load_metadata(frame, "", None).write.format("parquet").partitionBy(*RAW_PARTITION_COLUMNS).saveAsTable(
-                table
-            )
+            writer = with_load_metadata(frame, "", None).write.format("parquet").options(**raw_table_options(settings))
+            writer.partitionBy(*RAW_PARTITION_COLUMNS).saveAsTable(table)
 
 
 def _check_partitioning(spark: SparkSession, table: str) -> None:

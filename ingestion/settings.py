@@ -89,6 +89,16 @@ class Settings(BaseSettings):
         "in <data_dir>/secrets/pseudonym.key, generated on first use. Changing it changes every pseudonym: "
         "rebuild with `adx dbt -- build --full-refresh`.",
     )
+    raw_encryption: bool = Field(
+        default=True,
+        description="Encrypt the raw and quarantine tables' Parquet files (ingestion/raw_encryption.py). Off only "
+        "where a reader without Spark's Parquet encryption must read raw (the bench's DuckDB peer).",
+    )
+    raw_parquet_key: SecretStr | None = Field(
+        default=None,
+        description="Master key of the raw zone's Parquet encryption, base64 of 16, 24 or 32 bytes. Default: the "
+        "key in <data_dir>/secrets/raw-parquet.key, generated on first use. Without it raw cannot be read.",
+    )
     quarantine_retention_days: int = Field(
         default=30,
         ge=1,
@@ -177,6 +187,11 @@ class Settings(BaseSettings):
         return self.data_dir / "secrets" / "pseudonym.key"
 
     @property
+    def raw_parquet_key_file(self) -> Path:
+        """Where the raw zone's Parquet master key is generated (mode 0600) when ADX_RAW_PARQUET_KEY is unset."""
+        return self.data_dir / "secrets" / "raw-parquet.key"
+
+    @property
     def metastore_password_file(self) -> Path:
         """Where `adx stack up` keeps the password it generated for the Postgres metastore (mode 0600)."""
         return self.stack_dir / "postgres" / "metastore.password"
@@ -216,6 +231,12 @@ class Settings(BaseSettings):
             return self.dbt_target
         return "thrift" if self.warehouse == "stack" else "embedded"
 
+    @property
+    def spark_jars(self) -> str:
+        """The jars of jvm/pom.xml that every Spark session loads (spark.jars), comma-separated."""
+        jars = sorted(self.jars_dir.glob("*.jar")) if self.jars_dir.is_dir() else []
+        return ",".join(str(jar) for jar in jars)
+
     def dbt_env(self) -> dict[str, str]:
         """Environment variables that profiles/profiles.yml reads through env_var()."""
         return {
@@ -224,6 +245,7 @@ class Settings(BaseSettings):
             "ADX_DBT_TARGET": self.resolved_dbt_target,
             "ADX_THRIFT_PORT": str(self.thrift_port),
             "ADX_SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions),
+            "ADX_SPARK_JARS": self.spark_jars,
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DBT_PROFILES_DIR": str(PROJECT_DIR / "profiles"),
             "DBT_PROJECT_DIR": str(self.dbt_project_dir),

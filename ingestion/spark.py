@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ingestion.metastore_lock import hold_embedded_metastore
+from ingestion.raw_encryption import raw_encryption_conf
 from ingestion.settings import LOOPBACK_ONLY_ENV, PROJECT_DIR, Settings
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ def spark_conf(settings: Settings, *, hive: bool = True) -> dict[str, str]:
         # table's partitions and prunes them itself (plans still show PartitionFilters).
         "spark.sql.hive.metastorePartitionPruningFallbackOnException": "true",
     }
+    conf.update(raw_encryption_conf(settings))
     if not settings.metastore_is_derby:
         conf.update(_metastore_database_conf(settings))
     if settings.resolved_lake_uri.startswith("hdfs://"):
@@ -57,9 +59,8 @@ def spark_conf(settings: Settings, *, hive: bool = True) -> dict[str, str]:
     if not hive:
         conf["spark.sql.catalogImplementation"] = "in-memory"
         conf = {key: value for key, value in conf.items() if not key.startswith(("spark.hadoop.", "spark.sql.hive."))}
-    jars = sorted(settings.jars_dir.glob("*.jar")) if settings.jars_dir.is_dir() else []
-    if jars:
-        conf["spark.jars"] = ",".join(str(jar) for jar in jars)
+    if settings.spark_jars:
+        conf["spark.jars"] = settings.spark_jars
     return conf
 
 

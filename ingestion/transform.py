@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 
-from ingestion.pseudonyms import pseudonym_env
+from ingestion.dbt_secrets import dbt_secret_env
 from ingestion.settings import PROJECT_DIR, Settings
 
 
@@ -24,7 +24,7 @@ def run_dbt(settings: Settings, args: list[str]) -> None:
     """
     from dbt.cli.main import dbtRunner
 
-    with _environment(settings.dbt_env() | pseudonym_env(settings)):
+    with _environment(settings.dbt_env() | dbt_secret_env(settings)):
         result = dbtRunner().invoke(
             [*args, "--project-dir", str(settings.dbt_project_dir), "--profiles-dir", str(PROJECT_DIR / "profiles")]
         )

@@ -22,9 +22,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ingestion.dbt_secrets import dbt_secret_env
 from ingestion.metastore_lock import hold_embedded_metastore
 from ingestion.orchestration.tasks import manifest_dir
-from ingestion.pseudonyms import pseudonym_env
 from ingestion.settings import PROJECT_DIR, Settings
 
 INTERVAL_TASK_ID = "dbt_interval"
@@ -52,11 +52,11 @@ def manifest_path(settings: Settings) -> Path:
 
 def prepare_for_dbt(context: dict[str, Any]) -> None:
     """pre_execute of tasks that always run dbt (the watcher producer; every task in local mode): hold the embedded
-    metastore, and give dbt the pseudonymisation pads (ingestion/pseudonyms.py) through this process's environment,
+    metastore, and give dbt its secrets (ingestion/dbt_secrets.py) through this process's environment,
     not the operator's env, which Airflow would serialise with the DAG and render in its UI."""
     settings = Settings()
     hold_embedded_metastore(settings)
-    os.environ.update(pseudonym_env(settings))
+    os.environ.update(dbt_secret_env(settings))
 
 
 def prepare_for_dbt_on_retry(context: dict[str, Any]) -> None:

@@ -144,7 +144,7 @@ def _drop_expired(settings: Settings, tables: list[str], cutoff: date) -> dict[s
     from ingestion.loader import ensure_raw_tables
 
     spark = open_warehouse(settings)
-    ensure_raw_tables(spark)
+    ensure_raw_tables(spark, settings)
     existing = [table for table in tables if spark.catalog.tableExists(table)]  # staging: once dbt has built it
     dropped = {table: drop_partitions_before(spark, table, cutoff) for table in existing}
     for table, dates in dropped.items():

@@ -59,7 +59,7 @@ def start_topic_landing(
 ) -> Landing:
     """Start landing the topic: `continuous=False` lands what it holds at start, then the query ends."""
     streamed = STREAMED_SOURCES[source_name]
-    ensure_stream_tables(spark)
+    ensure_stream_tables(spark, settings)
     records = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)

@@ -36,7 +36,7 @@ def start_file_pickup(
     from pyspark.sql import functions as F
 
     source = PICKED_UP_SOURCES[source_name]
-    ensure_stream_tables(spark)
+    ensure_stream_tables(spark, settings)
     root = settings.landing_dir / source.landing_subdir
     root.mkdir(parents=True, exist_ok=True)
     lines = (

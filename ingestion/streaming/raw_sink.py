@@ -21,6 +21,8 @@ from ingestion.sources import Source
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from ingestion.settings import Settings
+
 STREAM_BATCHES_TABLE = "raw.stream_batches"
 # Fault injection for the exactly-once tests: "<point>:<batch number>" kills this process with SIGKILL there.
 FAILPOINT_VARIABLE = "ADX_STREAM_FAILPOINT"
@@ -40,8 +42,8 @@ class StreamBatchResult:
     ingest_dates: tuple[str, ...] = ()
 
 
-def ensure_stream_tables(spark: SparkSession) -> None:
-    ensure_raw_tables(spark)
+def ensure_stream_tables(spark: SparkSession, settings: Settings) -> None:
+    ensure_raw_tables(spark, settings)
     _retire_unpartitioned_audit(spark)
     spark.sql(
         f"""

@@ -5,11 +5,13 @@ drift from the models' fails here, not silently in `make bench`."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from bench import duckdb_peer, pyspark_peer
 from bench.mart_aggregates import differences, mart_aggregates
+from ingestion.loader import RAW_PARTITION_COLUMNS
 from ingestion.pseudonyms import pseudonym_session_conf
 from ingestion.settings import PROJECT_DIR
 from ingestion.transform import run_dbt
@@ -32,11 +34,11 @@ def test_the_pyspark_job_builds_the_marts_of_dbt(spark, built_warehouse, dbt_agg
     assert differences(dbt_aggregates, peer) == []
 
 
-def test_duckdb_running_the_compiled_sql_builds_the_marts_of_dbt(built_warehouse, dbt_aggregates, tmp_path):
+def test_duckdb_running_the_compiled_sql_builds_the_marts_of_dbt(spark, built_warehouse, dbt_aggregates, tmp_path):
     settings = built_warehouse.settings
     run_dbt(settings, ["compile", "--vars", json.dumps({"run_date": None})])
     result = duckdb_peer.run(
-        settings.data_dir / "lake",
+        _plaintext_raw_copy(spark, tmp_path / "lake"),
         PROJECT_DIR / "target" / "manifest.json",
         PROJECT_DIR,
         tmp_path,
@@ -46,3 +48,11 @@ def test_duckdb_running_the_compiled_sql_builds_the_marts_of_dbt(built_warehouse
     )
     assert result["models"] >= 20
     assert differences(dbt_aggregates, result["aggregates"]) == []
+
+
+def _plaintext_raw_copy(spark, lake_dir: Path) -> Path:
+    """The shared warehouse's raw tables, decrypted by Spark into a lake of plain Parquet files that DuckDB can
+    read (the raw zone is encrypted: ingestion/raw_encryption.py; `make bench` builds it unencrypted instead)."""
+    for table in duckdb_peer.RAW_TABLES:
+        spark.table(f"raw.{table}").write.partitionBy(*RAW_PARTITION_COLUMNS).parquet(str(lake_dir / "raw.db" / table))
+    return lake_dir

@@ -13,9 +13,11 @@ import hashlib
 import hmac
 
 import pytest
+from parquet_footers import footer_kinds, table_folder
 
 from ingestion.erasure import ERASURE_LOG, RAW_USER_ID, built_tables_with_user_id, erase_users
 from ingestion.pseudonyms import hmac_pads, pseudonym, pseudonym_key
+from ingestion.raw_encryption import KEY_LIST_CONF, raw_parquet_master_key
 from ingestion.sources import SOURCES
 from ingestion.transform import run_dbt
 
@@ -84,8 +86,11 @@ def test_no_table_analysts_can_reach_holds_a_raw_user_id_or_ip(spark, built_ware
 def test_the_key_is_in_dbts_spark_session_only(spark, built_warehouse):
     settings = built_warehouse.settings
     inner, outer = (pad.hex() for pad in hmac_pads(pseudonym_key(settings)))
-    secrets = (inner, outer, pseudonym_key(settings).decode())
+    raw_master_key = raw_parquet_master_key(settings)
+    secrets = (inner, outer, pseudonym_key(settings).decode(), raw_master_key)
     assert spark.conf.get("adx.pseudonym.inner_pad") == inner  # where dbt's session keeps it
+    assert spark.conf.get(KEY_LIST_CONF).endswith(raw_master_key)  # the raw zone's master key (raw_encryption.py)
+    assert spark.sql(f"set {KEY_LIST_CONF}").first().value == "*********(redacted)"  # but SET does not show it
 
     files = [
         path
@@ -128,9 +133,8 @@ def test_erasing_a_user_removes_their_rows_everywhere_and_nothing_else(spark, bu
     settings = built_warehouse.settings
     user = _user_with_clicks_and_a_quarantined_record(spark)
     user_pseudonym = pseudonym(settings, user)
-    tables = [source.raw_table for source in SOURCES.values()]
-    tables += [source.quarantine_table for source in SOURCES.values()]
-    tables += built_tables_with_user_id(spark)
+    raw_zone = [table for source in SOURCES.values() for table in (source.raw_table, source.quarantine_table)]
+    tables = raw_zone + built_tables_with_user_id(spark)
     rows_before = {table: spark.table(table).count() for table in tables}
     assert _places_of(spark, user, user_pseudonym, tables)["raw.quarantine_impressions"] > 0
 
@@ -140,6 +144,9 @@ def test_erasing_a_user_removes_their_rows_everywhere_and_nothing_else(spark, bu
     rows_after = {table: spark.table(table).count() for table in tables}
     assert {t: rows_before[t] - rows_after[t] for t in tables} == {t: removals.get(t, 0) for t in tables}
     assert removals["marts.fct_clicks"] > 0 and removals["staging.base_tracking__clicks_validated"] > 0
+    lake = settings.data_dir / "lake"
+    rewritten_encrypted = {table: set(footer_kinds(table_folder(lake, table))) == {"PARE"} for table in raw_zone}
+    assert all(rewritten_encrypted.values()), rewritten_encrypted  # raw_encryption.py: the table options hold
     logged = spark.sql(f"select * from {ERASURE_LOG}").collect()
     assert {row.table_name for row in logged} == set(removals) and all(
         row.pseudonyms == [user_pseudonym] for row in logged

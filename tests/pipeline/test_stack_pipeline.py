@@ -29,6 +29,7 @@ from query_plans import assert_no_shuffle_join, assert_prunes_partitions, read_s
 
 from ingestion.cli import main
 from ingestion.pseudonyms import pseudonym_key
+from ingestion.raw_encryption import KEY_LIST_CONF
 from ingestion.settings import PROJECT_DIR, Settings
 from ingestion.stack.thrift import spark_home
 
@@ -153,6 +154,12 @@ def test_the_stack_path_builds_and_verifies_the_marts_of_the_embedded_path(stack
 
     # dbt's sessions had the pseudonymisation pads; an analyst's session on the same server does not.
     assert _thrift_rows(stack, ["set adx.pseudonym.inner_pad"]) == [("adx.pseudonym.inner_pad", "<undefined>")]
+
+    # The raw zone on HDFS is encrypted (ingestion/raw_encryption.py); the server holds its master key, which an
+    # analyst's SET shows redacted.
+    raw_files = spark.read.format("binaryFile").load(f"{lake}/raw.db/clicks/*/*/*.parquet").collect()
+    assert raw_files and {bytes(row.content[-4:]) for row in raw_files} == {b"PARE"}
+    assert _thrift_rows(stack, [f"set {KEY_LIST_CONF}"]) == [(KEY_LIST_CONF, "*********(redacted)")]
 
     # The tables are registered in the Postgres metastore, with their HDFS location.
     described = _thrift_rows(stack, ["describe formatted marts.fct_impressions"])

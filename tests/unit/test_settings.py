@@ -27,7 +27,7 @@ def test_the_embedded_dbt_profile_sets_what_the_loaders_set(tmp_path):
     profile = yaml.safe_load(Path(PROJECT_DIR / "profiles" / "profiles.yml").read_text())
     profile_conf = profile["adx"]["outputs"]["embedded"]["server_side_parameters"]
     loader_conf = spark_conf(Settings(data_dir=tmp_path))
-    not_in_profile = {"spark.app.name", "spark.driver.extraJavaOptions", "spark.jars", "spark.sql.ansi.enabled"}
+    not_in_profile = {"spark.app.name", "spark.driver.extraJavaOptions", "spark.sql.ansi.enabled"}
     dbt_only = set(pseudonym_session_conf(Settings(data_dir=tmp_path)))  # the pseudonymisation pads
     assert set(loader_conf) - not_in_profile == set(profile_conf) - dbt_only
     thrift_session_conf = profile["adx"]["outputs"]["thrift"]["server_side_parameters"]

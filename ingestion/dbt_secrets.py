@@ -1,0 +1,14 @@
+"""The secrets dbt's own Spark session needs, as DBT_ENV_SECRET_* variables: dbt scrubs their values from its logs
+and allows them only in profiles/profiles.yml, which puts them in the session's configuration."""
+
+from __future__ import annotations
+
+from ingestion.pseudonyms import pseudonym_env
+from ingestion.raw_encryption import raw_encryption_env
+from ingestion.settings import Settings
+
+
+def dbt_secret_env(settings: Settings) -> dict[str, str]:
+    """The pseudonymisation pads (ingestion/pseudonyms.py) and the raw zone's Parquet master key
+    (ingestion/raw_encryption.py)."""
+    return pseudonym_env(settings) | raw_encryption_env(settings)
