@@ -62,6 +62,13 @@ def raw_encryption_conf(settings: Settings) -> dict[str, str]:
     }
 
 
+def kms_client_jars(settings: Settings) -> list[str]:
+    """The jar of the KMS client class (jvm/pom.xml), for a JVM class path (none when encryption is off)."""
+    if not settings.raw_encryption or not settings.jars_dir.is_dir():
+        return []
+    return [str(jar) for jar in sorted(settings.jars_dir.glob("parquet-hadoop-*-tests.jar"))]
+
+
 def raw_encryption_env(settings: Settings) -> dict[str, str]:
     """The variable profiles/profiles.yml reads the master key list from (empty when encryption is off)."""
     return {KEY_LIST_ENV: raw_encryption_conf(settings).get(KEY_LIST_CONF, "")}

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from ports import free_port_block
 
+from ingestion.raw_encryption import raw_parquet_master_key
 from ingestion.settings import Settings
 from ingestion.stack.kafka import KafkaBroker, ensure_topics
 from ingestion.stack.process import PortInUseError
@@ -29,6 +30,13 @@ def pytest_configure(config) -> None:
 def warehouse_settings(tmp_path_factory) -> Settings:
     data_dir: Path = tmp_path_factory.mktemp("adx-data")
     return Settings(data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def raw_parquet_key(warehouse_settings) -> str:
+    """The raw zone's master key in the session's `spark` (ingestion/raw_encryption.py). A process whose raw files
+    a test reads by path through `spark` (a lander, `adx land`) must write them with it."""
+    return raw_parquet_master_key(warehouse_settings)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingestion.raw_encryption import kms_client_jars
 from ingestion.settings import LOOPBACK_ONLY_ENV, PROJECT_DIR, Settings
 from ingestion.stack.process import ManagedProcess, StackError, ensure_ports_free, port_open, wait_until
 
@@ -157,6 +158,10 @@ class ThriftServer:
         conf["spark.hadoop.hive.exec.local.scratchdir"] = str(self.scratch_dir / "local")
         conf["spark.hadoop.hive.server2.logging.operation.log.location"] = str(self.scratch_dir / "operation_logs")
         conf["spark.hadoop.hive.downloaded.resources.dir"] = str(self.scratch_dir / "resources")
+        # The server's queries do not find spark.jars' classes where Parquet loads its KMS client ("Could not
+        # instantiate KmsClient class"), though a PySpark driver's do: the JVM's own class path has it.
+        class_path = [conf.get("spark.driver.extraClassPath", ""), *kms_client_jars(self.settings)]
+        conf["spark.driver.extraClassPath"] = os.pathsep.join(entry for entry in class_path if entry)
         self.conf_file.parent.mkdir(parents=True, exist_ok=True)
         lines = ["# Written by ingestion/stack/thrift.py on every start; edit the settings, not this file."]
         lines += [f"{key} {value}" for key, value in sorted(conf.items())]

@@ -70,6 +70,8 @@ def watch_topics(kafka_broker) -> Iterator[Callable[..., TopicWatch]]:
 
 
 @pytest.fixture
-def settings(kafka_broker, tmp_path) -> Settings:
-    """A data folder of the test's own, on the session's broker."""
-    return Settings(data_dir=tmp_path, kafka_bootstrap_servers=kafka_broker.bootstrap_servers)
+def settings(kafka_broker, tmp_path, raw_parquet_key) -> Settings:
+    """A data folder of the test's own, on the session's broker, with the raw zone key of the session's `spark`."""
+    return Settings(
+        data_dir=tmp_path, kafka_bootstrap_servers=kafka_broker.bootstrap_servers, raw_parquet_key=raw_parquet_key
+    )

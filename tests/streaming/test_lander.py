@@ -72,6 +72,7 @@ def _lander_env(settings, extra_env: dict[str, str] | None = None) -> dict[str, 
         "ADX_DATA_DIR": str(settings.data_dir),
         "ADX_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "ADX_SPARK_DRIVER_MEMORY": "1g",
+        "ADX_RAW_PARQUET_KEY": settings.raw_parquet_key.get_secret_value(),
         **(extra_env or {}),
     }
 

@@ -31,8 +31,15 @@ def _write_clicks(data_dir: Path, day: str, name: str, click_ids: list[str], bad
     partial.rename(folder / name)
 
 
-def _land(data_dir: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "ADX_DATA_DIR": str(data_dir), "ADX_SPARK_DRIVER_MEMORY": "1g", **env}
+def _land(data_dir: Path, raw_parquet_key: str, **env: str) -> subprocess.CompletedProcess:
+    """`adx land` in a process of its own, writing raw with the master key of the test's `spark`."""
+    environment = {
+        **os.environ,
+        "ADX_DATA_DIR": str(data_dir),
+        "ADX_SPARK_DRIVER_MEMORY": "1g",
+        "ADX_RAW_PARQUET_KEY": raw_parquet_key,
+        **env,
+    }
     return subprocess.run(
         [ADX, "land", "--source", "clicks"], env=environment, capture_output=True, text=True, timeout=300
     )
@@ -44,10 +51,10 @@ def _landed(spark, data_dir: Path, table: str) -> list[tuple[str, str]]:
     return sorted((row[0], row[1]) for row in frame.select(key, "_source_file").collect())
 
 
-def test_each_file_lands_once_across_reruns_and_a_kill(tmp_path, spark):
+def test_each_file_lands_once_across_reruns_and_a_kill(tmp_path, spark, raw_parquet_key):
     data_dir = tmp_path / "data"
     _write_clicks(data_dir, "2026-11-01", "a.csv", ["clk-a1", "clk-a2", "clk-a3"], bad_rows=1)
-    first = _land(data_dir)
+    first = _land(data_dir, raw_parquet_key)
     assert first.returncode == 0, first.stdout + first.stderr
     assert _landed(spark, data_dir, "clicks") == [("clk-a1", "a.csv"), ("clk-a2", "a.csv"), ("clk-a3", "a.csv")]
     assert _landed(spark, data_dir, "quarantine_clicks") == [("bad-a.csv-0,only,three", "a.csv")]
@@ -55,10 +62,10 @@ def test_each_file_lands_once_across_reruns_and_a_kill(tmp_path, spark):
     # New files, one beside the landed one, one in a new arrival date; the run dies after writing raw.
     _write_clicks(data_dir, "2026-11-01", "b.csv", ["clk-b1"])
     _write_clicks(data_dir, "2026-11-02", "a.csv", ["clk-c1", "clk-c2"])
-    killed = _land(data_dir, **{FAILPOINT_VARIABLE: "after_raw_write:1"})
+    killed = _land(data_dir, raw_parquet_key, **{FAILPOINT_VARIABLE: "after_raw_write:1"})
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
 
-    rerun = _land(data_dir)
+    rerun = _land(data_dir, raw_parquet_key)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     clicks = _landed(spark, data_dir, "clicks")
     assert [c for c, _ in clicks] == ["clk-a1", "clk-a2", "clk-a3", "clk-b1", "clk-c1", "clk-c2"]
@@ -70,6 +77,6 @@ def test_each_file_lands_once_across_reruns_and_a_kill(tmp_path, spark):
     }
     assert dates["clk-c1"] == "2026-11-02" and dates["clk-b1"] == "2026-11-01"
 
-    again = _land(data_dir)
+    again = _land(data_dir, raw_parquet_key)
     assert again.returncode == 0 and "nothing new to land" in again.stdout, again.stdout + again.stderr
     assert len(_landed(spark, data_dir, "clicks")) == 6
