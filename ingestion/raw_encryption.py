@@ -84,7 +84,7 @@ def encrypt_from_now_on(spark: SparkSession, table: str, settings: Settings) -> 
     files stay plaintext (readable beside encrypted ones) until reloaded or dropped by retention."""
     if not settings.raw_encryption:
         return
-    stored = spark.sql(f"show create table {table}").first()[0]
-    if f"'parquet.encryption.uniform.key' = '{MASTER_KEY_NAME}'" not in stored:
-        pairs = ", ".join(f"'{key}' = '{value}'" for key, value in RAW_TABLE_OPTIONS.items())
-        spark.sql(f"alter table {table} set serdeproperties ({pairs})")
+    pairs = [f"'{key}' = '{value}'" for key, value in RAW_TABLE_OPTIONS.items()]
+    stored = spark.sql(f"show create table {table}").first()[0]  # SHOW CREATE TABLE prints OPTIONS the same way
+    if not all(pair in stored for pair in pairs):
+        spark.sql(f"alter table {table} set serdeproperties ({', '.join(pairs)})")
