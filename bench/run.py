@@ -3,8 +3,8 @@ cost of a build (JVM start, dbt parse, per-node overhead: a run at a tiny size).
 
 Each size runs in its own process (the embedded Derby metastore admits one JVM) on a fresh data folder.
 Writes bench/results/<date>.json and <date>.md and prints the summary. Never part of `make test`.
-Other suites: streaming (bench/streaming.py), analyst (bench/analyst.py) and airflow (bench/airflow.py);
-`--suite all` runs the four.
+Other suites: streaming (bench/streaming.py), analyst (bench/analyst.py), airflow (bench/airflow.py), encryption
+(bench/encryption.py) and kafka-security (bench/kafka_security.py); `--suite all` runs them all.
 """
 
 from __future__ import annotations
@@ -274,13 +274,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--suite",
-        choices=("embedded", "streaming", "analyst", "airflow", "encryption", "all"),
+        choices=("embedded", "streaming", "analyst", "airflow", "encryption", "kafka-security", "all"),
         default="embedded",
         help="embedded: generate, load and dbt build per size (default); streaming: bench/streaming.py (producer -> "
         "Kafka -> raw Parquet) at the first of --sizes; analyst: bench/analyst.py (the 30-day campaign-performance "
         "query through the Thrift server, aggregate against facts) at --impressions; airflow: bench/airflow.py "
         "(adx_transform through Cosmos against one dbt build); encryption: bench/encryption.py (the raw zone encrypted "
-        "against plaintext) at the first of --sizes; all: the five.",
+        "against plaintext) at the first of --sizes; kafka-security: bench/kafka_security.py (the broker's TLS and "
+        "logins against plaintext, 500k records, 3 rounds); all: the six.",
     )
     parser.add_argument(
         "--impressions",
@@ -331,6 +332,12 @@ def main() -> None:
         airflow.main([])
         return
 
+    if args.suite == "kafka-security":
+        from bench import kafka_security
+
+        kafka_security.run(records=500_000, rounds=3)
+        return
+
     if args.suite == "encryption":
         from bench import encryption
 
@@ -359,12 +366,13 @@ def main() -> None:
     write_results(name, {"sizes": results, "fixed_cost": fixed, "incremental": incremental_results}, markdown)
 
     if args.suite == "all":
-        from bench import airflow, analyst, encryption, streaming
+        from bench import airflow, analyst, encryption, kafka_security, streaming
 
         streaming.run(int(args.sizes.split(",")[0]), args.seed)
         analyst.run(args.impressions, args.seed)
         airflow.main([])
         encryption.run(int(args.sizes.split(",")[0]), args.days, rounds=1, seed=args.seed)
+        kafka_security.run(records=500_000, rounds=3)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from datetime import date
 from pathlib import Path
 
 from bench.report import write_results
+from ingestion.kafka_access import KafkaUser, client_config, java_client_properties
 from ingestion.settings import PROJECT_DIR, Settings
 
 ADX = str(Path(sys.executable).parent / "adx")
@@ -170,7 +171,7 @@ def free_port() -> int:
 def admin(settings: Settings):
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 0})
+    return AdminClient({**client_config(settings, KafkaUser.ADMIN), "log_level": 0})
 
 
 def delete_topics(settings: Settings, names: list[str]) -> None:
@@ -214,7 +215,7 @@ def end_offsets(settings: Settings, topic_names: list[str]) -> dict[str, dict[st
     """{topic: {partition: high watermark}}, partitions as strings like the lander's checkpoint."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "adx-bench-offsets"})
+    consumer = Consumer({**client_config(settings, KafkaUser.ADMIN), "group.id": "adx-bench-offsets"})
     try:
         metadata = consumer.list_topics(timeout=30).topics
         return {
@@ -226,6 +227,15 @@ def end_offsets(settings: Settings, topic_names: list[str]) -> dict[str, dict[st
         }
     finally:
         consumer.close()
+
+
+def write_client_properties(settings: Settings, path: Path, extra: dict[str, str]) -> Path:
+    """A Java client properties file (mode 0600: it holds admin's password) for Kafka's perf tools."""
+    properties = {**java_client_properties(settings, KafkaUser.ADMIN), **extra}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.writelines(f"{key}={value}\n" for key, value in properties.items())
+    return path
 
 
 def java_producer_props(config: dict) -> list[str]:
@@ -252,7 +262,9 @@ def kafka_tool(main_class: str, *arguments: str) -> str:
     return result.stdout
 
 
-def producer_perf_test(settings: Settings, topic: str, records: int, payload: list[str], producer_config: dict) -> dict:
+def producer_perf_test(
+    settings: Settings, topic: str, records: int, payload: list[str], producer_config: dict, config_file: Path
+) -> dict:
     """ProducerPerformance, unthrottled; payload is ["--record-size", N] or ["--payload-file", path]."""
     started = time.time()
     output = kafka_tool(
@@ -264,8 +276,9 @@ def producer_perf_test(settings: Settings, topic: str, records: int, payload: li
         *payload,
         "--throughput",
         "-1",
+        "--producer.config",
+        str(config_file),
         "--producer-props",
-        f"bootstrap.servers={settings.kafka_bootstrap_servers}",
         *java_producer_props(producer_config),
     )
     # e.g. "1000000 records sent, 254452.9 records/sec (72.34 MB/sec), 312.3 ms avg latency, 601.0 ms max latency, ..."
@@ -500,13 +513,18 @@ class StreamingBench:
         """Empty topics and a data folder of its own for one run of our path."""
         self.runs += 1
         reset_topics(self.broker_settings)
-        return Settings(data_dir=self.work_dir / f"run-{self.runs:02d}-{name}", kafka_bootstrap_servers=self.bootstrap)
+        return Settings(
+            data_dir=self.work_dir / f"run-{self.runs:02d}-{name}",
+            kafka_bootstrap_servers=self.bootstrap,
+            kafka_secrets_dir=self.broker_settings.resolved_kafka_secrets_dir,
+        )
 
     def lander_env(self, settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {
             **os.environ,
             "ADX_DATA_DIR": str(settings.data_dir),
             "ADX_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "ADX_KAFKA_SECRETS_DIR": str(self.broker_settings.resolved_kafka_secrets_dir),
             "PYTHONUNBUFFERED": "1",  # the continuous run watches the lander's output line by line
             **(extra or {}),
         }
@@ -529,8 +547,10 @@ class StreamingBench:
 
         partitions = next(t.partitions for t in TOPICS if t.name == topics_of(source)[0])
         records = sizes[source]["records"]
-        consumer_config = self.work_dir / "consumer.properties"
-        consumer_config.write_text("isolation.level=read_committed\n")
+        consumer_config = write_client_properties(
+            self.broker_settings, self.work_dir / "consumer.properties", {"isolation.level": "read_committed"}
+        )
+        client_properties = write_client_properties(self.broker_settings, self.work_dir / "producer.properties", {})
         runs = [("record size", ["--record-size", str(sizes[source]["avg_bytes"])])]
         if source == "impressions":
             # Random letters of the right size compress worse than JSON: also the real lines, as payloads.
@@ -540,7 +560,9 @@ class StreamingBench:
             topic = Topic(f"bench.scratch.{source}", partitions=partitions, retention_ms=DAY_MS, source=source)
             create_topics(self.broker_settings, [topic])
             started = time.time()
-            producer = producer_perf_test(self.broker_settings, topic.name, records, payload, producer_config(source))
+            producer = producer_perf_test(
+                self.broker_settings, topic.name, records, payload, producer_config(source), client_properties
+            )
             consumer = consumer_perf_test(self.broker_settings, topic.name, records, consumer_config)
             delete_topics(self.broker_settings, [topic.name])
             key = "perf" if label == "record size" else "perf_real_lines"

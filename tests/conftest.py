@@ -11,10 +11,12 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ports import free_port_block
 
+from ingestion.kafka_access import KafkaUser, client_config
 from ingestion.raw_encryption import raw_parquet_master_key
 from ingestion.settings import Settings
 from ingestion.stack.kafka import KafkaBroker, ensure_topics
@@ -106,6 +108,15 @@ class KafkaBrokerFixture:
     settings: Settings  # data_dir is a temporary folder; kafka_bootstrap_servers points at this broker
     bootstrap_servers: str
     broker: KafkaBroker
+
+    @property
+    def secrets_dir(self) -> Path:
+        """The CA certificate and the users' passwords: ADX_KAFKA_SECRETS_DIR of a client of this broker."""
+        return self.settings.resolved_kafka_secrets_dir
+
+    def client_config(self, user: KafkaUser = KafkaUser.ADMIN) -> dict[str, Any]:
+        """confluent-kafka settings of a client logged in as `user` (admin, a super user, by default)."""
+        return client_config(self.settings, user)
 
 
 def _free_port_pair() -> int:

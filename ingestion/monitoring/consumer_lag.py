@@ -24,6 +24,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from ingestion.kafka_access import KafkaCredentialsError, KafkaUser, client_config
+from ingestion.settings import Settings
+
 log = logging.getLogger(__name__)
 
 # offsets/<n> is "v1", the batch metadata, then one line per source of the query.
@@ -99,11 +102,11 @@ def query_positions(checkpoints_dir: Path) -> list[QueryPosition]:
     return [position for position in positions if position is not None]
 
 
-def end_offsets(bootstrap_servers: str, partitions: set[tuple[str, int]], timeout: float) -> dict[tuple[str, int], int]:
+def end_offsets(settings: Settings, partitions: set[tuple[str, int]], timeout: float) -> dict[tuple[str, int], int]:
     """The last stable offset of each partition (what a read_committed reader can reach)."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **client_config(settings, KafkaUser.MONITOR),
             # Needed to build a consumer; it never subscribes or commits, so the group stays empty.
             "group.id": "adx-exporter-lag",
             "enable.auto.commit": False,
@@ -122,7 +125,7 @@ def end_offsets(bootstrap_servers: str, partitions: set[tuple[str, int]], timeou
         consumer.close()
 
 
-def consumer_lags(checkpoints_dir: Path, bootstrap_servers: str, timeout: float = 3.0) -> list[PartitionLag] | None:
+def consumer_lags(checkpoints_dir: Path, settings: Settings, timeout: float = 3.0) -> list[PartitionLag] | None:
     """The lag of every Kafka query checkpointed under `checkpoints_dir`: [] when there is none, None when the
     broker did not answer."""
     positions = query_positions(checkpoints_dir)
@@ -130,9 +133,9 @@ def consumer_lags(checkpoints_dir: Path, bootstrap_servers: str, timeout: float 
         return []
     partitions = {key for position in positions for key in position.offsets}
     try:
-        ends = end_offsets(bootstrap_servers, partitions, timeout)
-    except KafkaException as error:
-        log.warning("no end offsets from %s: %s", bootstrap_servers, error)
+        ends = end_offsets(settings, partitions, timeout)
+    except (KafkaException, KafkaCredentialsError) as error:
+        log.warning("no end offsets from %s: %s", settings.kafka_bootstrap_servers, error)
         return None
     return [
         PartitionLag(position.query, topic, partition, offset, ends[(topic, partition)])
@@ -144,12 +147,11 @@ def consumer_lags(checkpoints_dir: Path, bootstrap_servers: str, timeout: float 
 class ConsumerLagCollector:
     """adx_kafka_consumer_lag_records, its two operands and adx_kafka_lag_up, at every scrape."""
 
-    def __init__(self, checkpoints_dir: Path, bootstrap_servers: str) -> None:
-        self.checkpoints_dir = checkpoints_dir
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     def collect(self) -> Iterator[Metric]:
-        lags = consumer_lags(self.checkpoints_dir, self.bootstrap_servers)
+        lags = consumer_lags(self.settings.checkpoints_dir, self.settings)
         if lags == []:
             return
         up = GaugeMetricFamily("adx_kafka_lag_up", "1 when the broker answered the exporter's end-offset query.")

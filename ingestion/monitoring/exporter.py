@@ -100,7 +100,7 @@ class PipelineCollector:
 def serve(settings: Settings, host: str, port: int) -> None:
     registry = CollectorRegistry()
     registry.register(PipelineCollector(settings.metrics_dir, alerts_file(settings)))
-    registry.register(ConsumerLagCollector(settings.checkpoints_dir, settings.kafka_bootstrap_servers))
+    registry.register(ConsumerLagCollector(settings))
     server, thread = start_http_server(port, addr=host, registry=registry)
     log.info("serving %s on http://%s:%d/metrics", settings.data_dir, host, port)
     stopped = threading.Event()
@@ -116,9 +116,17 @@ def serve(settings: Settings, host: str, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=19108, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--kafka-bootstrap-servers", required=True, help="The broker the streaming queries read (for their lag).")
-def main(data_dir: Path, host: str, port: int, kafka_bootstrap_servers: str) -> None:
+@click.option(
+    "--kafka-secrets-dir",
+    type=click.Path(path_type=Path),
+    help="The Kafka clients' CA certificate and passwords (default: <data-dir>/secrets/kafka).",
+)
+def main(data_dir: Path, host: str, port: int, kafka_bootstrap_servers: str, kafka_secrets_dir: Path | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    serve(Settings(data_dir=data_dir, kafka_bootstrap_servers=kafka_bootstrap_servers), host, port)
+    settings = Settings(
+        data_dir=data_dir, kafka_bootstrap_servers=kafka_bootstrap_servers, kafka_secrets_dir=kafka_secrets_dir
+    )
+    serve(settings, host, port)
 
 
 if __name__ == "__main__":

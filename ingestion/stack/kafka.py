@@ -6,20 +6,25 @@ folder is `<stack_dir>/kafka`:
     data/               log.dirs: the topic partitions and the KRaft metadata log (formatted on first start)
     logs/server.log     the broker's log (conf/kafka/log4j2.properties)
     logs/kafka.out      the JVM's stdout and stderr
-    server.properties   written on every start from the settings
+    server.properties   written on every start from the settings (mode 0600: it holds admin's password)
+    tls/                its certificate authority and certificate (ingestion/stack/kafka_tls.py)
     broker.pid          the pid of the running broker
 
 It listens on the host:port of `settings.kafka_bootstrap_servers` and runs its controller on port + 1, both
-on 127.0.0.1 only.
+on 127.0.0.1 only. Clients connect with TLS and log in with SCRAM-SHA-512; each user may do only its job
+(ingestion/stack/kafka_users.py), and anything without an ACL is refused. The controller listener takes only the
+broker's own certificate (mutual TLS). start() writes the CA certificate and the users' passwords to
+`settings.resolved_kafka_secrets_dir`, where the clients read them (ingestion/kafka_access.py).
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +39,10 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from ingestion.kafka_access import SASL_MECHANISM, KafkaCredentialsError, KafkaUser, ca_file, client_config
 from ingestion.settings import PROJECT_DIR, Settings
+from ingestion.stack.kafka_tls import BROKER_PRINCIPAL, BrokerTls, ensure_broker_tls
+from ingestion.stack.kafka_users import ensure_users_and_acls, user_password
 from ingestion.stack.process import (
     ManagedProcess,
     StackError,
@@ -50,6 +58,9 @@ KAFKA_LIBS_DIR = PROJECT_DIR / ".kafka" / "libs"
 LOG4J_CONFIG = PROJECT_DIR / "conf" / "kafka" / "log4j2.properties"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 NODE_ID = 1
+# Written when the storage is formatted with the admin user: a storage formatted before the broker required SCRAM
+# has no user to log in as.
+SCRAM_FORMAT_MARKER = "scram-admin.formatted"
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,7 @@ class KafkaBroker:
         self.data_dir = self.home / "data"
         self.logs_dir = self.home / "logs"
         self.properties_file = self.home / "server.properties"
+        self.tls_dir = self.home / "tls"
         self.process = ManagedProcess(
             "the Kafka broker",
             pid_file=self.home / "broker.pid",
@@ -139,9 +151,18 @@ class KafkaBroker:
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.properties_file.write_text(self._server_properties())
+        tls = ensure_broker_tls(self.tls_dir)
+        self._publish_ca_certificate(tls)
+        admin_password = user_password(self.settings, KafkaUser.ADMIN)
+        _write_private(self.properties_file, self._server_properties(tls, admin_password))
         if not (self.data_dir / "meta.properties").exists():
-            self._format_storage(java)
+            self._format_storage(java, admin_password)
+        elif not (self.home / SCRAM_FORMAT_MARKER).exists():
+            raise StackError(
+                f"the Kafka storage in {self.data_dir} was formatted before the broker required logins, so it has "
+                f"no admin user. It holds only records in transit: once the landers have read them, stop the "
+                f"broker, delete {self.data_dir} and start again."
+            )
 
         command = [
             java,
@@ -159,6 +180,7 @@ class KafkaBroker:
         self.process.spawn(command, cwd=self.home)
         try:
             self.wait_until_healthy(timeout)
+            ensure_users_and_acls(self.settings, timeout)
         except StackError:
             self.stop(timeout=10)
             raise
@@ -208,8 +230,17 @@ class KafkaBroker:
 
     # --- internals -------------------------------------------------------------------------------------------
 
-    def _server_properties(self) -> str:
-        listeners = f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
+    def _publish_ca_certificate(self, tls: BrokerTls) -> None:
+        """Copy the CA certificate to where clients look for it (public: no 0600 needed)."""
+        published = ca_file(self.settings)
+        certificate = tls.ca_certificate.read_bytes()
+        if not published.is_file() or published.read_bytes() != certificate:
+            published.parent.mkdir(parents=True, exist_ok=True)
+            published.write_bytes(certificate)
+
+    def _server_properties(self, tls: BrokerTls, admin_password: str) -> str:
+        listeners = f"CLIENT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
+        scram = SASL_MECHANISM.lower()
         properties = {
             "process.roles": "broker,controller",
             "node.id": NODE_ID,
@@ -217,10 +248,27 @@ class KafkaBroker:
             # KRaft setup, and the port can change between starts.
             "controller.quorum.voters": f"{NODE_ID}@{self.host}:{self.controller_port}",
             "listeners": listeners,
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "advertised.listeners": f"CLIENT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "CLIENT",
+            # A PLAINTEXT controller listener would need User:ANONYMOUS as a super user, and then anyone on this
+            # machine could add ACLs through it (kafka-acls --bootstrap-controller). With mutual TLS only the
+            # holder of the broker's key gets in.
+            "listener.security.protocol.map": "CONTROLLER:SSL,CLIENT:SASL_SSL",
+            "listener.name.controller.ssl.client.auth": "required",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": tls.keystore,
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": tls.ca_certificate,
+            "sasl.enabled.mechanisms": SASL_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
+            f"listener.name.client.{scram}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{KafkaUser.ADMIN.value}" password="{admin_password}";'
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{KafkaUser.ADMIN.value};{BROKER_PRINCIPAL}",
+            "allow.everyone.if.no.acl.found": "false",
             "log.dirs": self.data_dir,
             # One broker: the internal topics cannot have more than one replica.
             "offsets.topic.replication.factor": 1,
@@ -237,8 +285,9 @@ class KafkaBroker:
         lines += [f"{key}={value}" for key, value in properties.items()]
         return "\n".join(lines) + "\n"
 
-    def _format_storage(self, java: str) -> None:
-        """Format data/ for a new cluster (first start only: formatting writes meta.properties)."""
+    def _format_storage(self, java: str, admin_password: str) -> None:
+        """Format data/ for a new cluster with the admin user (first start only: formatting writes meta.properties).
+        The password is on the command line for the second the tool runs: StorageTool takes it no other way."""
         command = [
             java,
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
@@ -251,16 +300,25 @@ class KafkaBroker:
             _random_cluster_id(),
             "--config",
             str(self.properties_file),
+            "--add-scram",
+            f"{SASL_MECHANISM}=[name={KafkaUser.ADMIN.value},password={admin_password}]",
         ]
         result = subprocess.run(command, cwd=self.home, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise StackError(f"formatting {self.data_dir} failed:\n{result.stdout}{result.stderr}")
+            output = f"{result.stdout}{result.stderr}".replace(admin_password, "<admin password>")
+            raise StackError(f"formatting {self.data_dir} failed:\n{output}")
+        (self.home / SCRAM_FORMAT_MARKER).touch()
 
     def _metadata(self, timeout: float) -> ClusterMetadata:
+        errors: list[KafkaError] = []
         try:
-            metadata = _admin(self.bootstrap_servers).list_topics(timeout=timeout)
+            metadata = _admin(self.settings, errors.append).list_topics(timeout=timeout)
+        except KafkaCredentialsError as error:
+            raise StackError(str(error)) from error
         except KafkaException as error:
-            raise StackError(f"no answer from {self.bootstrap_servers}: {error.args[0]}") from error
+            # A refused login shows only in the error callback; the request itself just times out.
+            reason = errors[-1].str() if errors else error.args[0]
+            raise StackError(f"no answer from {self.bootstrap_servers}: {reason}") from error
         if NODE_ID not in metadata.brokers:
             raise StackError(f"{self.bootstrap_servers} answers, but broker {NODE_ID} is not registered yet")
         return metadata
@@ -271,7 +329,7 @@ def ensure_topics(settings: Settings, topics: Sequence[Topic] = TOPICS, timeout:
     to the configured value. A topic with another partition count is an error: partitions cannot be removed, and
     adding some would move keys to other partitions, so that needs a person."""
     host, port = parse_bootstrap(settings.kafka_bootstrap_servers)
-    admin = _admin(f"{host}:{port}")
+    admin = _admin(settings)
     try:
         existing = admin.list_topics(timeout=timeout).topics
         created = _create_topics(admin, [t for t in topics if t.name not in existing], timeout)
@@ -343,9 +401,19 @@ def _set_retention_ms(admin: AdminClient, topic: Topic, timeout: float) -> None:
         future.result()
 
 
-def _admin(bootstrap_servers: str) -> AdminClient:
+def _admin(settings: Settings, on_error: Callable[[KafkaError], None] | None = None) -> AdminClient:
     # log_level 0: connection errors are reported by the callers, not printed by librdkafka on stderr.
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    config = {**client_config(settings, KafkaUser.ADMIN), "log_level": 0}
+    if on_error is not None:
+        config["error_cb"] = on_error
+    return AdminClient(config)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 def _random_cluster_id() -> str:

@@ -130,6 +130,8 @@ class MetricsExporter(_HttpService):
             str(self.port),
             "--kafka-bootstrap-servers",
             self.settings.kafka_bootstrap_servers,
+            "--kafka-secrets-dir",
+            str(self.settings.resolved_kafka_secrets_dir),
         ]
 
     def detail(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ingestion.kafka_access import KafkaUser, spark_kafka_options
 from ingestion.loader import parse_json_lines
 from ingestion.settings import Settings
 from ingestion.sources import BID_REQUESTS, IMPRESSIONS, Source
@@ -62,7 +63,7 @@ def start_topic_landing(
     ensure_stream_tables(spark, settings)
     records = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .options(**spark_kafka_options(settings, KafkaUser.LANDER))
         .option("subscribe", f"{streamed.topic.name},{streamed.dead_letter_topic.name}")
         .option("startingOffsets", "earliest")
         .option("includeHeaders", "true")

@@ -72,6 +72,7 @@ import click
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingestion.kafka_access import KafkaUser, spark_kafka_options
 from ingestion.settings import Settings
 from ingestion.streaming.topics import (
     BID_REQUESTS_DLQ_TOPIC,
@@ -409,7 +410,7 @@ def read_topics(
 ) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .options(**spark_kafka_options(settings, KafkaUser.MONITOR))
         .option("subscribe", ",".join(topic.name for topic in TOPICS))
         .option("startingOffsets", starting_offsets)
         .option("includeHeaders", "true")

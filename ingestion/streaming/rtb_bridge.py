@@ -51,6 +51,7 @@ from typing import Any
 import fastavro
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from ingestion.kafka_access import KafkaUser, client_config
 from ingestion.loader import DT_FOLDER, file_sha256
 from ingestion.settings import Settings
 from ingestion.sources import BID_REQUESTS
@@ -147,7 +148,7 @@ def bridge_bid_requests(settings: Settings, *, paths: str | None = None) -> Brid
     manifest = Manifest(settings.streaming_dir / "rtb_bridge" / "published.json", settings.landing_dir)
     files = find_files(settings, paths)
     summary = BridgeSummary(files=len(files))
-    producer = BridgeProducer(settings.kafka_bootstrap_servers)
+    producer = BridgeProducer(settings)
     producer.check_topics()
     for path in files:
         size, sha256 = path.stat().st_size, file_sha256(path)
@@ -261,11 +262,18 @@ class BridgeProducer:
     """An idempotent producer that publishes one file at a time and returns only when the broker acknowledged all
     of it."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, settings: Settings) -> None:
+        self.bootstrap_servers = settings.kafka_bootstrap_servers
         self._failures: list[str] = []
+        self._client_errors: list[str] = []
         self._producer = Producer(
-            {**PRODUCER_CONFIG, "bootstrap.servers": bootstrap_servers, "on_delivery": self._on_delivery},
+            {
+                **PRODUCER_CONFIG,
+                **client_config(settings, KafkaUser.BRIDGE),
+                "on_delivery": self._on_delivery,
+                # A refused login shows only here; the metadata request just times out.
+                "error_cb": lambda error: self._client_errors.append(error.str()),
+            },
             logger=logging.getLogger(__name__),
         )
 
@@ -274,7 +282,8 @@ class BridgeProducer:
             try:
                 metadata = self._producer.list_topics(topic, timeout=timeout)
             except KafkaException as error:
-                raise BridgeError(f"Kafka at {self.bootstrap_servers} is not reachable: {error}") from error
+                reason = self._client_errors[-1] if self._client_errors else error
+                raise BridgeError(f"Kafka at {self.bootstrap_servers} is not reachable: {reason}") from error
             found = metadata.topics.get(topic)
             if found is None or found.error is not None:
                 raise BridgeError(f"topic {topic} does not exist on {self.bootstrap_servers}; create the topics first")

@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from ingestion.kafka_access import KafkaUser, client_config
 from ingestion.loader import DT_FOLDER
 from ingestion.settings import Settings
 from ingestion.sources import IMPRESSIONS
@@ -162,7 +163,7 @@ class ImpressionShipper:
         self.producer_config = {
             **PRODUCER_CONFIG,
             **(producer_config or {}),
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings, KafkaUser.SHIPPER),
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
         }
@@ -172,6 +173,7 @@ class ImpressionShipper:
         self._failures: list[str] = []
         self._failed = 0
         self._saved_positions: dict[FileId, Position] | None = None
+        self._last_client_error: str | None = None
 
     def stop(self) -> None:
         """End the run after the chunk being published (safe from a signal handler or another thread)."""
@@ -286,7 +288,9 @@ class ImpressionShipper:
         try:
             topics = producer.list_topics(timeout=15).topics
         except KafkaException as error:
-            raise ShipperError(f"cannot reach Kafka at {bootstrap}: {error.args[0]}") from error
+            # A refused login shows only in the error callback; the metadata request just times out.
+            reason = self._last_client_error or error.args[0]
+            raise ShipperError(f"cannot reach Kafka at {bootstrap}: {reason}") from error
         missing = [t.name for t in (IMPRESSIONS_TOPIC, IMPRESSIONS_DLQ_TOPIC) if t.name not in topics]
         if missing:
             raise ShipperError(f"topics missing on {bootstrap}: {', '.join(missing)} (`adx stack up` creates them)")
@@ -304,6 +308,7 @@ class ImpressionShipper:
             self._failed += 1
             self._failures.append(f"fatal producer error: {error.str()}")
         else:  # the client retries (broker down, connection reset...): records fail only at the delivery timeout
+            self._last_client_error = error.str()
             log.warning("kafka: %s", error.str())
 
     def _raise_on_failures(self) -> None:

@@ -99,7 +99,11 @@ def broker(tmp_path_factory) -> Iterator[Settings]:
 def source_systems(tmp_path_factory, broker) -> Path:
     """Three arrival days of generated data (and their ground truth), not delivered yet."""
     folder = tmp_path_factory.mktemp("adx-sources")
-    env = airflow_env(folder, ADX_KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers)
+    env = airflow_env(
+        folder,
+        ADX_KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers,
+        ADX_KAFKA_SECRETS_DIR=str(broker.resolved_kafka_secrets_dir),
+    )
     result = run(
         [ADX, "generate", "--days", "3", "--scale", str(SCALE), "--seed", "11", "--start-date", str(DAYS[0])],
         env,
@@ -111,7 +115,11 @@ def source_systems(tmp_path_factory, broker) -> Path:
 
 def publish(source_systems: Path, broker: Settings, day: date) -> None:
     """Ship the day's impression log lines and bridge its bid requests to the broker."""
-    env = airflow_env(source_systems, ADX_KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers)
+    env = airflow_env(
+        source_systems,
+        ADX_KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers,
+        ADX_KAFKA_SECRETS_DIR=str(broker.resolved_kafka_secrets_dir),
+    )
     dt = f"dt={day.isoformat()}"
     for command in (
         [ADX, "ship", "--paths", str(source_systems / "landing" / "impressions" / dt / "*")],
@@ -129,6 +137,7 @@ def new_warehouse(tmp_path_factory, name: str, broker: Settings, source_systems:
         airflow_env(
             data_dir,
             ADX_KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers,
+            ADX_KAFKA_SECRETS_DIR=str(broker.resolved_kafka_secrets_dir),
             ADX_PSEUDONYM_KEY=PSEUDONYM_KEY,
             **env,
         ),

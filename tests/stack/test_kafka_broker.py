@@ -15,12 +15,12 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from ingestion import stack
 from ingestion.cli import main
 from ingestion.settings import Settings
-from ingestion.stack.kafka import KafkaBroker, ensure_topics, parse_bootstrap
+from ingestion.stack.kafka import SCRAM_FORMAT_MARKER, KafkaBroker, ensure_topics, parse_bootstrap
 from ingestion.stack.process import PortInUseError, StackError
 from ingestion.streaming.topics import IMPRESSIONS_TOPIC, SOURCE_FILE_HEADER, TOPICS, Topic
 
 
-def _produce(bootstrap_servers: str, topic: str, value: bytes, headers: dict[str, bytes] | None = None) -> Message:
+def _produce(client_config: dict, topic: str, value: bytes, headers: dict[str, bytes] | None = None) -> Message:
     """Produce one record and return it as acknowledged by the broker (with its partition and offset)."""
     delivered: list[Message] = []
 
@@ -28,15 +28,15 @@ def _produce(bootstrap_servers: str, topic: str, value: bytes, headers: dict[str
         assert error is None, error
         delivered.append(message)
 
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "acks": "all", "enable.idempotence": True})
+    producer = Producer({**client_config, "acks": "all", "enable.idempotence": True})
     producer.produce(topic, value=value, key=value[:8], headers=headers, on_delivery=on_delivery)
     assert producer.flush(30) == 0
     assert len(delivered) == 1
     return delivered[0]
 
 
-def _read_at(bootstrap_servers: str, topic: str, partition: int, offset: int) -> Message:
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"test-{uuid.uuid4()}"})
+def _read_at(client_config: dict, topic: str, partition: int, offset: int) -> Message:
+    consumer = Consumer({**client_config, "group.id": f"test-{uuid.uuid4()}"})
     try:
         consumer.assign([TopicPartition(topic, partition, offset)])
         deadline = time.monotonic() + 30
@@ -51,7 +51,11 @@ def _read_at(bootstrap_servers: str, topic: str, partition: int, offset: int) ->
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    return {"ADX_DATA_DIR": str(settings.data_dir), "ADX_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    return {
+        "ADX_DATA_DIR": str(settings.data_dir),
+        "ADX_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ADX_KAFKA_SECRETS_DIR": str(settings.resolved_kafka_secrets_dir),
+    }
 
 
 @pytest.mark.integration
@@ -61,7 +65,7 @@ def test_up_gives_a_healthy_broker_with_the_configured_topics(kafka_broker):
     assert status.address == kafka_broker.bootstrap_servers
     assert set(status.topics) >= {t.name for t in TOPICS}
 
-    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    admin = AdminClient(kafka_broker.client_config())
     metadata = admin.list_topics(timeout=10)
     resources = [ConfigResource(ResourceType.TOPIC, t.name) for t in TOPICS]
     configs = {r.name: f.result() for r, f in admin.describe_configs(resources, request_timeout=10).items()}
@@ -82,12 +86,12 @@ def test_up_gives_a_healthy_broker_with_the_configured_topics(kafka_broker):
 def test_a_produced_record_is_consumed_by_a_consumer_group(kafka_broker):
     value = f"impression {uuid.uuid4()}".encode()
     sent = _produce(
-        kafka_broker.bootstrap_servers, IMPRESSIONS_TOPIC.name, value, headers={SOURCE_FILE_HEADER: b"web-1.jsonl"}
+        kafka_broker.client_config(), IMPRESSIONS_TOPIC.name, value, headers={SOURCE_FILE_HEADER: b"web-1.jsonl"}
     )
 
     consumer = Consumer(
         {
-            "bootstrap.servers": kafka_broker.bootstrap_servers,
+            **kafka_broker.client_config(),
             "group.id": f"test-{uuid.uuid4()}",
             "auto.offset.reset": "earliest",
         }
@@ -124,7 +128,7 @@ def test_down_stops_the_broker_and_a_restart_keeps_the_records(kafka_broker):
     settings = kafka_broker.settings
     broker = kafka_broker.broker
     value = f"before restart {uuid.uuid4()}".encode()
-    sent = _produce(kafka_broker.bootstrap_servers, IMPRESSIONS_TOPIC.name, value)
+    sent = _produce(kafka_broker.client_config(), IMPRESSIONS_TOPIC.name, value)
     pid = broker.pid()
     assert pid is not None
     try:
@@ -141,9 +145,9 @@ def test_down_stops_the_broker_and_a_restart_keeps_the_records(kafka_broker):
         broker.start()
 
     assert broker.pid() not in (None, pid)
-    assert _read_at(
-        kafka_broker.bootstrap_servers, IMPRESSIONS_TOPIC.name, sent.partition(), sent.offset()
-    ).value() == (value)
+    assert _read_at(kafka_broker.client_config(), IMPRESSIONS_TOPIC.name, sent.partition(), sent.offset()).value() == (
+        value
+    )
 
 
 @pytest.mark.integration
@@ -155,7 +159,7 @@ def test_ensure_topics_fixes_retention_and_refuses_another_partition_count(kafka
 
     [updated] = ensure_topics(settings, [Topic(name, partitions=2, retention_ms=120_000, source="impressions")])
     assert updated.action == "retention updated"
-    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    admin = AdminClient(kafka_broker.client_config())
     resource = ConfigResource(ResourceType.TOPIC, name)
     assert admin.describe_configs([resource])[resource].result()["retention.ms"].value == "120000"
 
@@ -184,6 +188,7 @@ def test_a_broker_that_exits_at_start_is_reported_with_its_log(tmp_path):
     broker = KafkaBroker(settings)
     broker.data_dir.mkdir(parents=True)
     (broker.data_dir / "meta.properties").write_text("version=1\ncluster.id=bQ5v0hNDRMGBmNp8Dm2dJg\nnode.id=7\n")
+    (broker.home / SCRAM_FORMAT_MARKER).touch()
     with pytest.raises(StackError, match="exited") as raised:
         broker.start(timeout=60)
     assert "last lines of" in str(raised.value) and "Stored node id 7" in str(raised.value)

@@ -16,8 +16,8 @@ class TopicWatch:
     """The records written to some topics since the watch was made. The topics are shared by the test session,
     so a test asserts about what arrived after its watch started."""
 
-    def __init__(self, bootstrap_servers: str, topics: tuple[str, ...]) -> None:
-        self.consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"test-watch-{uuid.uuid4()}"})
+    def __init__(self, client_config: dict, topics: tuple[str, ...]) -> None:
+        self.consumer = Consumer({**client_config, "group.id": f"test-watch-{uuid.uuid4()}"})
         self.start = {topic: self._end_offsets(topic) for topic in topics}
 
     def _end_offsets(self, topic: str) -> dict[int, int]:
@@ -61,7 +61,7 @@ def watch_topics(kafka_broker) -> Iterator[Callable[..., TopicWatch]]:
     watches: list[TopicWatch] = []
 
     def start(*topics: str) -> TopicWatch:
-        watches.append(TopicWatch(kafka_broker.bootstrap_servers, topics))
+        watches.append(TopicWatch(kafka_broker.client_config(), topics))
         return watches[-1]
 
     yield start
@@ -73,5 +73,8 @@ def watch_topics(kafka_broker) -> Iterator[Callable[..., TopicWatch]]:
 def settings(kafka_broker, tmp_path, raw_parquet_key) -> Settings:
     """A data folder of the test's own, on the session's broker, with the raw zone key of the session's `spark`."""
     return Settings(
-        data_dir=tmp_path, kafka_bootstrap_servers=kafka_broker.bootstrap_servers, raw_parquet_key=raw_parquet_key
+        data_dir=tmp_path,
+        kafka_bootstrap_servers=kafka_broker.bootstrap_servers,
+        kafka_secrets_dir=kafka_broker.secrets_dir,
+        raw_parquet_key=raw_parquet_key,
     )

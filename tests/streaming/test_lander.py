@@ -23,7 +23,9 @@ import fastavro
 import pytest
 from confluent_kafka import Producer
 
+from ingestion.kafka_access import KafkaUser, kafka_password
 from ingestion.monitoring.consumer_lag import consumer_lags
+from ingestion.settings import Settings
 from ingestion.streaming.openrtb import bid_request_record, write_rtb_file
 from ingestion.streaming.raw_sink import FAILPOINT_VARIABLE
 from ingestion.streaming.rtb_bridge import bridge_bid_requests
@@ -45,8 +47,8 @@ ADX = str(Path(sys.executable).parent / "adx")
 OPENRTB_EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "openrtb"
 
 
-def _produce_impressions(bootstrap: str, run: str, count: int) -> list[str]:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+def _produce_impressions(client_config: dict, run: str, count: int) -> list[str]:
+    producer = Producer({**client_config, "enable.idempotence": True, "linger.ms": 20})
     event_ids = []
     for number in range(count):
         event_id = f"{run}-{number:06d}"
@@ -71,6 +73,7 @@ def _lander_env(settings, extra_env: dict[str, str] | None = None) -> dict[str, 
         **os.environ,
         "ADX_DATA_DIR": str(settings.data_dir),
         "ADX_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ADX_KAFKA_SECRETS_DIR": str(settings.resolved_kafka_secrets_dir),
         "ADX_SPARK_DRIVER_MEMORY": "1g",
         "ADX_RAW_PARQUET_KEY": settings.raw_parquet_key.get_secret_value(),
         **(extra_env or {}),
@@ -111,8 +114,8 @@ def _landed_event_ids(spark, settings, table: str, run: str) -> list[str]:
 
 def test_n_produced_n_landed_and_dead_letters_quarantined_with_reasons(kafka_broker, settings, spark):
     run = f"exact-{uuid.uuid4().hex[:8]}"
-    produced = _produce_impressions(kafka_broker.bootstrap_servers, run, 2_000)
-    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    produced = _produce_impressions(kafka_broker.client_config(), run, 2_000)
+    producer = Producer(kafka_broker.client_config())
     producer.produce(IMPRESSIONS_TOPIC.name, f"{run} not json".encode(), headers=[(SOURCE_FILE_HEADER, f"{run}.jsonl")])
     producer.produce(
         IMPRESSIONS_DLQ_TOPIC.name,
@@ -123,6 +126,10 @@ def test_n_produced_n_landed_and_dead_letters_quarantined_with_reasons(kafka_bro
 
     result = _land(settings)
     assert result.returncode == 0, result.stdout
+    # The lander's Kafka password is in its source options (the JAAS string): not in its output or checkpoint.
+    password = kafka_password(settings, KafkaUser.LANDER).encode()
+    assert password not in result.stdout.encode()
+    assert not [p for p in settings.checkpoints_dir.rglob("*") if p.is_file() and password in p.read_bytes()]
     landed = _landed_event_ids(spark, settings, "impressions", run)
     assert sorted(landed) == produced
 
@@ -143,19 +150,19 @@ def test_n_produced_n_landed_and_dead_letters_quarantined_with_reasons(kafka_bro
 
     # Consumer lag: nothing left to read after landing; what is published next is the lag, on the live broker.
     checkpoints = settings.checkpoints_dir
-    assert _lag_by_topic(checkpoints, kafka_broker.bootstrap_servers) == {
+    assert _lag_by_topic(checkpoints, settings) == {
         IMPRESSIONS_TOPIC.name: 0,
         IMPRESSIONS_DLQ_TOPIC.name: 0,
     }
-    _produce_impressions(kafka_broker.bootstrap_servers, f"{run}-later", 7)
-    assert _lag_by_topic(checkpoints, kafka_broker.bootstrap_servers) == {
+    _produce_impressions(kafka_broker.client_config(), f"{run}-later", 7)
+    assert _lag_by_topic(checkpoints, settings) == {
         IMPRESSIONS_TOPIC.name: 7,
         IMPRESSIONS_DLQ_TOPIC.name: 0,
     }
 
 
-def _lag_by_topic(checkpoints: Path, bootstrap_servers: str) -> dict[str, int]:
-    lags = consumer_lags(checkpoints, bootstrap_servers)
+def _lag_by_topic(checkpoints: Path, settings: Settings) -> dict[str, int]:
+    lags = consumer_lags(checkpoints, settings)
     assert lags, "no Kafka position in the lander's checkpoint"
     assert {lag.query for lag in lags} == {"kafka_impressions"}
     by_topic: dict[str, int] = {}
@@ -174,7 +181,7 @@ def _lag_by_topic(checkpoints: Path, bootstrap_servers: str) -> dict[str, int]:
 )
 def test_killed_lander_restarts_without_loss_or_duplicates(kafka_broker, settings, spark, failpoints):
     run = f"crash-{uuid.uuid4().hex[:8]}"
-    produced = _produce_impressions(kafka_broker.bootstrap_servers, run, 6_000)
+    produced = _produce_impressions(kafka_broker.client_config(), run, 6_000)
     small_batches = {"ADX_STREAM_MAX_RECORDS_PER_BATCH": "1000"}
 
     for failpoint in failpoints:
@@ -238,7 +245,7 @@ def test_bid_requests_of_schema_v1_and_v2_land_in_the_latest_columns(kafka_broke
     summary = bridge_bid_requests(settings)
     assert summary.published == 2 * len(requests), summary
     # Two records no bridge would publish: bytes that are not a v2 record, and a schema the catalog lacks.
-    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    producer = Producer(kafka_broker.client_config())
     for fingerprint in (SchemaCatalog.load().latest.fingerprint, "00000000deadbeef"):
         headers = [(SOURCE_FILE_HEADER, f"{run}-bad.avro"), (SCHEMA_FINGERPRINT_HEADER, fingerprint)]
         producer.produce(BID_REQUESTS_TOPIC.name, b"\xff\xff\xff\xff not avro", headers=headers)

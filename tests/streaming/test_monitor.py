@@ -65,11 +65,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _end_offsets(bootstrap_servers: str, timeout: float = 60.0) -> dict[str, dict[str, int]]:
+def _end_offsets(client_config: dict, timeout: float = 60.0) -> dict[str, dict[str, int]]:
     """The end offset of every partition of the four topics; retried while fresh topics still elect leaders."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "adx-test-monitor-offsets"})
+    consumer = Consumer({**client_config, "group.id": "adx-test-monitor-offsets"})
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -118,10 +118,10 @@ def _bid_request(campaign: str, ts_ms: int, schema_version: int) -> dict:
 class Scenario:
     """Produces records and remembers what it sent."""
 
-    def __init__(self, bootstrap_servers: str, base_minute: int) -> None:
+    def __init__(self, client_config: dict, base_minute: int) -> None:
         from confluent_kafka import Producer
 
-        self.producer = Producer({"bootstrap.servers": bootstrap_servers, "acks": "all", "linger.ms": 5})
+        self.producer = Producer({**client_config, "acks": "all", "linger.ms": 5})
         self.base = base_minute
         self.sent: list[Sent] = []
         self.catalog = SchemaCatalog.load()
@@ -214,12 +214,13 @@ def test_monitor_serves_exact_counts_and_minute_gauges(kafka_broker, tmp_path: P
     port = _free_port()
     now = time.time()
     base = int(now // 60) * 60 - 10 * 60  # minutes 0..5 of the scenario lie in the past
-    scenario = Scenario(kafka_broker.bootstrap_servers, base)
+    scenario = Scenario(kafka_broker.client_config(), base)
     v_latest = scenario.catalog.latest.version
 
     env = os.environ | {
         "ADX_DATA_DIR": str(tmp_path / "data"),
         "ADX_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "ADX_KAFKA_SECRETS_DIR": str(kafka_broker.secrets_dir),
         "ADX_SPARK_SHUFFLE_PARTITIONS": "2",
         "ADX_MONITOR_DRIVER_MEMORY": "1g",
         "ADX_MONITOR_WATERMARK_SECONDS": str(WATERMARK_SECONDS),
@@ -233,7 +234,7 @@ def test_monitor_serves_exact_counts_and_minute_gauges(kafka_broker, tmp_path: P
         "-m",
         "ingestion.streaming.monitor",
         f"--port={port}",
-        f"--starting-offsets={json.dumps(_end_offsets(kafka_broker.bootstrap_servers))}",
+        f"--starting-offsets={json.dumps(_end_offsets(kafka_broker.client_config()))}",
         "--trigger=continuous",
         f"--checkpoint-dir={tmp_path / 'checkpoint'}",
         "--await-seconds=600",  # never outlives the test

@@ -512,6 +512,7 @@ def test_a_signal_ends_follow_mode_cleanly_with_its_position_saved(settings, wat
         **os.environ,
         "ADX_DATA_DIR": str(settings.data_dir),
         "ADX_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ADX_KAFKA_SECRETS_DIR": str(settings.resolved_kafka_secrets_dir),
     }
     process = subprocess.Popen(
         [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
