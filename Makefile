@@ -10,6 +10,7 @@ HADOOP_STAMP := .hadoop/.resolved
 POSTGRES_STAMP := $(VENV)/.postgres
 PROMETHEUS_STAMP := $(VENV)/.prometheus
 STRACE_STAMP := $(VENV)/.strace
+SLAPD_STAMP := $(VENV)/.slapd
 BENCH_ARGS ?= --suite all
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
@@ -60,7 +61,7 @@ lint: setup
 audit: setup
 	$(BIN)/pip-audit --vulnerability-service pypi --strict --progress-spinner off
 
-setup: $(STAMP) $(JARS_STAMP) $(KAFKA_STAMP) $(HADOOP_STAMP) $(POSTGRES_STAMP) $(PROMETHEUS_STAMP) $(STRACE_STAMP)
+setup: $(STAMP) $(JARS_STAMP) $(KAFKA_STAMP) $(HADOOP_STAMP) $(POSTGRES_STAMP) $(PROMETHEUS_STAMP) $(STRACE_STAMP) $(SLAPD_STAMP)
 
 $(STAMP): requirements.txt requirements-bench.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -112,6 +113,11 @@ $(PROMETHEUS_STAMP): scripts/install-prometheus.sh $(STAMP)
 ## strace: the tracer of the outbound-connection test (tests/pipeline/test_outbound.py), from Debian's packages
 $(STRACE_STAMP): scripts/apt-install.sh $(STAMP)
 	command -v strace >/dev/null || scripts/apt-install.sh strace "the tracer of the outbound-connection test"
+	touch $@
+
+## slapd: the OpenLDAP server of the Thrift server's logins (ingestion/stack/ldap.py), from Debian's packages
+$(SLAPD_STAMP): scripts/apt-install.sh $(STAMP)
+	test -x /usr/sbin/slapd || scripts/apt-install.sh slapd "the LDAP server of the Thrift server's logins"
 	touch $@
 
 clean:

@@ -412,7 +412,10 @@ def measure_queries(settings: Settings, runs: int) -> dict:
     start, end = START_DATE, START_DATE + timedelta(days=DAYS - 1)
     setup, aggregate, facts = queries(start, end)
     statements = {"agg": aggregate, "fct": facts}
-    connection = hive.connect(host=HOST, port=settings.thrift_port, username="bench")
+    analyst_password = (settings.sql_users_dir / "analyst.password").read_text().strip()
+    connection = hive.connect(
+        host=HOST, port=settings.thrift_port, username="analyst", password=analyst_password, auth="LDAP"
+    )
     try:
         for statement in setup:
             execute(connection, statement)

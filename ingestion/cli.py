@@ -524,7 +524,8 @@ def run_stack(days: int, scale: int, seed: int, start_date: date, mess_rate: flo
             down(settings)
     click.secho(f"\nadx run-stack finished in {time.monotonic() - started:.0f} s", bold=True)
     click.echo(
-        f"SQL: beeline -u jdbc:hive2://127.0.0.1:{settings.thrift_port}/marts (docs/analysts.md); "
+        f"SQL: beeline -u jdbc:hive2://127.0.0.1:{settings.thrift_port}/marts -n analyst -p <password in "
+        f"{settings.sql_users_dir / 'analyst.password'}> (docs/analysts.md); "
         "`ADX_WAREHOUSE=stack adx sql ...` and `... adx verify` open the same warehouse."
     )
 
@@ -634,6 +635,7 @@ def stack() -> None:
     postgres        the Hive metastore database    127.0.0.1:ADX_METASTORE_DB_PORT (15432)
     hdfs-namenode   the lake's HDFS NameNode       127.0.0.1:ADX_HDFS_PORT (19820; web UI on +1)
     hdfs-datanode   its DataNode                   127.0.0.1:ADX_HDFS_PORT + 2 to + 4
+    ldap            the SQL logins (OpenLDAP)      127.0.0.1:ADX_LDAP_PORT (13389)
     thrift          the Spark Thrift Server        127.0.0.1:ADX_THRIFT_PORT (10000)
     kafka           a single-node broker (KRaft)   ADX_KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:19092)
     exporter        the pipeline's metrics         127.0.0.1:ADX_EXPORTER_PORT (19108)
@@ -668,7 +670,8 @@ def _stack_up(settings: Settings, timeout: int = 180, only: tuple[str, ...] | No
         sys.exit(1)
     click.echo(_services_table(result.services))
     if result.topics:
-        click.echo(f"\n   Kafka bootstrap servers: {settings.kafka_bootstrap_servers}")
+        click.echo(f"\n   Kafka bootstrap servers: {settings.kafka_bootstrap_servers} (TLS, SCRAM-SHA-512)")
+        click.echo(f"   Kafka CA certificate and users' passwords: {settings.resolved_kafka_secrets_dir}")
         rows = [(t.name, t.partitions, f"{t.retention_ms / 86_400_000:g} days", t.action) for t in result.topics]
         click.echo(format_table(["topic", "partitions", "retention", "status"], rows))
     _done(started)

@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     )
     thrift_port: int = Field(default=10000, description="Port of the stack's Spark Thrift Server (HiveServer2).")
     thrift_driver_memory: str = Field(default="2g", description="Heap of the Spark Thrift Server's JVM.")
+    thrift_user: str = Field(
+        default="adx", description="The login dbt's thrift target and the stack's own checks use on the Thrift server."
+    )
+    thrift_password: SecretStr | None = Field(
+        default=None,
+        description="Password of thrift_user. Default: <data_dir>/secrets/sql-users/<thrift_user>.password, which "
+        "`adx stack up ldap` generates.",
+    )
+    ldap_port: int = Field(default=13389, description="Port of the stack's LDAP server (the Thrift server's logins).")
     dbt_target: str | None = Field(
         default=None,
         description="dbt target in profiles/profiles.yml. Default: embedded (embedded), thrift (stack).",
@@ -66,6 +75,12 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:19092",
         description="Kafka brokers the shipper, the RTB bridge, the landers and the monitor talk to.",
+    )
+    kafka_secrets_dir: Path | None = Field(
+        default=None,
+        description="Folder of the Kafka clients' credentials: ca.pem (the authority the brokers' TLS certificates "
+        "chain to) and <user>.password for each SCRAM user (ingestion/kafka_access.py). Default: "
+        "<data_dir>/secrets/kafka, which `adx stack up kafka` fills for its broker.",
     )
     stream_max_records_per_batch: int = Field(
         default=2_000_000,
@@ -192,6 +207,24 @@ class Settings(BaseSettings):
         return self.data_dir / "secrets" / "raw-parquet.key"
 
     @property
+    def resolved_kafka_secrets_dir(self) -> Path:
+        return self.kafka_secrets_dir or self.data_dir / "secrets" / "kafka"
+
+    @property
+    def sql_users_dir(self) -> Path:
+        """The Thrift server's logins: one `<user>.password` file (mode 0600) per LDAP user (ingestion/stack/ldap.py)."""
+        return self.data_dir / "secrets" / "sql-users"
+
+    def resolved_thrift_password(self) -> str:
+        """ADX_THRIFT_PASSWORD, else thrift_user's password file; empty if neither exists."""
+        if self.thrift_password is not None:
+            return self.thrift_password.get_secret_value()
+        try:
+            return (self.sql_users_dir / f"{self.thrift_user}.password").read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    @property
     def metastore_password_file(self) -> Path:
         """Where `adx stack up` keeps the password it generated for the Postgres metastore (mode 0600)."""
         return self.stack_dir / "postgres" / "metastore.password"
@@ -244,6 +277,7 @@ class Settings(BaseSettings):
             "ADX_METASTORE_URL": self.resolved_metastore_url,
             "ADX_DBT_TARGET": self.resolved_dbt_target,
             "ADX_THRIFT_PORT": str(self.thrift_port),
+            "ADX_THRIFT_USER": self.thrift_user,
             "ADX_SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions),
             "ADX_SPARK_JARS": self.spark_jars,
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",

@@ -1,6 +1,7 @@
 """The local services of the shared warehouse and the streaming path, started and stopped by
 `adx stack up|down|status`: PostgreSQL (the Hive metastore database), HDFS (NameNode and DataNode: the lake),
-the Spark Thrift Server (dbt's thrift target and SQL analysts), the Kafka broker, and the monitoring pair: the
+OpenLDAP (the Thrift server's logins), the Spark Thrift Server (dbt's thrift target and SQL analysts), the Kafka
+broker, and the monitoring pair: the
 metrics exporter and the Prometheus server that scrapes it and evaluates the alert rules.
 
 Every service binds to 127.0.0.1 only and keeps its data, logs and pid file under `settings.stack_dir`. Services
@@ -18,6 +19,7 @@ from typing import Protocol
 from ingestion.settings import Settings
 from ingestion.stack.hdfs import HdfsDataNode, HdfsNameNode
 from ingestion.stack.kafka import KafkaBroker, TopicState, ensure_topics
+from ingestion.stack.ldap import LdapServer
 from ingestion.stack.monitoring import MetricsExporter, PrometheusServer
 from ingestion.stack.postgres import PostgresMetastoreDb
 from ingestion.stack.process import PortInUseError, StackError
@@ -55,18 +57,19 @@ class Service(Protocol):
     def status(self) -> ServiceStatus: ...
 
 
-# In start order: the Thrift server needs the metastore database and the lake. Each entry builds the service
-# from the settings.
+# In start order: the Thrift server needs the metastore database, the lake and the directory of its logins. Each
+# entry builds the service from the settings.
 SERVICES: tuple[Callable[[Settings], Service], ...] = (
     PostgresMetastoreDb,
     HdfsNameNode,
     HdfsDataNode,
+    LdapServer,
     ThriftServer,
     KafkaBroker,
     MetricsExporter,
     PrometheusServer,
 )
-SERVICE_NAMES = ("postgres", "hdfs-namenode", "hdfs-datanode", "thrift", "kafka", "exporter", "prometheus")
+SERVICE_NAMES = ("postgres", "hdfs-namenode", "hdfs-datanode", "ldap", "thrift", "kafka", "exporter", "prometheus")
 
 
 @dataclass(frozen=True)

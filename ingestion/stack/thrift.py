@@ -10,7 +10,9 @@ Its home folder is `<stack_dir>/thrift`:
     scratch/                   Hive scratch and operation-log folders
     thriftserver.pid
 
-It listens on 127.0.0.1:<settings.thrift_port>, without authentication: loopback only (issue 8 adds it).
+It listens on 127.0.0.1:<settings.thrift_port> and takes only logins the stack's LDAP server accepts
+(ingestion/stack/ldap.py): user name and password, checked by binding as uid=<user>,ou=people,dc=adx,dc=local.
+Clients (PyHive, dbt) use auth=LDAP, beeline `-n <user> -p <password>`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from ingestion.raw_encryption import kms_client_jars
 from ingestion.settings import LOOPBACK_ONLY_ENV, PROJECT_DIR, Settings
+from ingestion.stack.ldap import PEOPLE, LdapServer
 from ingestion.stack.process import ManagedProcess, StackError, ensure_ports_free, port_open, wait_until
 
 HOST = "127.0.0.1"
@@ -95,6 +98,14 @@ class ThriftServer:
             # Statements run as the server's OS user, which owns the lake, not as the user a client names.
             "--hiveconf",
             "hive.server2.enable.doAs=false",
+            # Logins against the stack's LDAP server. These must be hiveconf (or hive-site.xml): the LDAP provider
+            # reads a HiveConf of its own, which never sees spark.hadoop.* keys, and then refuses every login.
+            "--hiveconf",
+            "hive.server2.authentication=LDAP",
+            "--hiveconf",
+            f"hive.server2.authentication.ldap.url={LdapServer(self.settings).url}",
+            "--hiveconf",
+            f"hive.server2.authentication.ldap.baseDN={PEOPLE}",
         ]
         env = {**os.environ, **LOOPBACK_ONLY_ENV, "SPARK_HOME": str(home), "SPARK_CONF_DIR": str(self.conf_file.parent)}
         self.process.spawn(command, cwd=self.home, env=env)
@@ -137,7 +148,13 @@ class ThriftServer:
         """Run one statement through the server (PyHive, as dbt's thrift target does) and return its rows."""
         from pyhive import hive
 
-        connection = hive.connect(host=HOST, port=self.port, username="adx")
+        connection = hive.connect(
+            host=HOST,
+            port=self.port,
+            username=self.settings.thrift_user,
+            password=self.settings.resolved_thrift_password(),
+            auth="LDAP",
+        )
         try:
             cursor = connection.cursor()
             cursor.execute(sql)

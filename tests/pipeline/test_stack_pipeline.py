@@ -31,6 +31,7 @@ from ingestion.cli import main
 from ingestion.pseudonyms import pseudonym_key
 from ingestion.raw_encryption import KEY_LIST_CONF
 from ingestion.settings import PROJECT_DIR, Settings
+from ingestion.stack.ldap import PEOPLE
 from ingestion.stack.thrift import spark_home
 
 pytestmark = pytest.mark.integration
@@ -39,8 +40,8 @@ ADX = str(Path(sys.executable).parent / "adx")
 DATASET = ["--days", "2", "--scale", "20000", "--seed", "7"]  # the dataset of the built_warehouse fixture
 MARTS = ("fct_impressions", "fct_clicks", "fct_conversions", "agg_campaign_daily", "agg_rtb_daily", "dim_users")
 QUERIES = PROJECT_DIR / "docs" / "analyst_queries"
-# Ports from the base: Postgres, HDFS (5), Thrift, Kafka (2).
-PORT_BLOCK = 9
+# Ports from the base: Postgres, HDFS (5), Thrift, Kafka (2), LDAP.
+PORT_BLOCK = 10
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ def stack(tmp_path_factory, warehouse_settings) -> Iterator[Stack]:
         "ADX_HDFS_PORT": str(base + 1),
         "ADX_THRIFT_PORT": str(base + 6),
         "ADX_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{base + 7}",
+        "ADX_LDAP_PORT": str(base + 9),
         "ADX_SPARK_DRIVER_MEMORY": "1500m",
         "ADX_THRIFT_DRIVER_MEMORY": "1500m",
     }
@@ -91,6 +93,7 @@ def stack(tmp_path_factory, warehouse_settings) -> Iterator[Stack]:
         hdfs_port=base + 1,
         thrift_port=base + 6,
         kafka_bootstrap_servers=f"127.0.0.1:{base + 7}",
+        ldap_port=base + 9,
     )
     try:
         run = _adx(["run-stack", *DATASET, "--keep-stack"], env)
@@ -99,11 +102,19 @@ def stack(tmp_path_factory, warehouse_settings) -> Iterator[Stack]:
         _adx(["stack", "down"], env, timeout=300)
 
 
-def _thrift_rows(stack: Stack, statements: list[str]) -> list[tuple]:
-    """Run statements in one Thrift session (as dbt and analysts do, through PyHive); the last one's rows."""
+def _analyst_password(stack: Stack) -> str:
+    return (stack.settings.sql_users_dir / "analyst.password").read_text().strip()
+
+
+def _thrift_connect(stack: Stack, user: str, password: str | None, auth: str = "LDAP"):
     from pyhive import hive
 
-    connection = hive.connect(host="127.0.0.1", port=stack.settings.thrift_port, username="analyst")
+    return hive.connect(host="127.0.0.1", port=stack.settings.thrift_port, username=user, password=password, auth=auth)
+
+
+def _thrift_rows(stack: Stack, statements: list[str]) -> list[tuple]:
+    """Run statements in one Thrift session (as dbt and analysts do, through PyHive); the last one's rows."""
+    connection = _thrift_connect(stack, "analyst", _analyst_password(stack))
     try:
         cursor = connection.cursor()
         for statement in statements:
@@ -191,6 +202,8 @@ def test_beeline_and_pyhive_answer_as_adx_sql_on_the_embedded_path(stack, built_
             f"jdbc:hive2://127.0.0.1:{stack.settings.thrift_port}/marts",
             "-n",
             "analyst",
+            "-w",  # the password file: not on the command line
+            str(stack.settings.sql_users_dir / "analyst.password"),
             "--outputformat=csv2",
             "--silent=true",
             "-f",
@@ -210,6 +223,41 @@ def test_beeline_and_pyhive_answer_as_adx_sql_on_the_embedded_path(stack, built_
     results = csv.reader(line for line in lines[header_line + 1 :] if line and not line.endswith("> "))
     beeline_rows = [row for row in results if len(row) == len(header)]
     _assert_same_rows(beeline_rows, expected_rows, "beeline")
+
+
+def test_the_thrift_server_takes_only_logins_the_ldap_server_accepts(stack):
+    from thrift.transport.TTransport import TTransportException
+
+    password = _analyst_password(stack)
+    connection = _thrift_connect(stack, "analyst", password)  # the control
+    try:
+        cursor = connection.cursor()
+        cursor.execute("select current_user()")
+        assert cursor.fetchall() == [("analyst",)]
+    finally:
+        connection.close()
+
+    refused = [
+        ("analyst", password + "x", "LDAP"),  # a wrong password
+        ("analyst", None, "NONE"),  # no password (PyHive's NONE sends a placeholder)
+        ("nobody", password, "LDAP"),  # no such user
+        ("adx", password, "LDAP"),  # another user's password
+        (f"analyst,{PEOPLE}", password, "LDAP"),  # a DN in place of a user name
+    ]
+    for user, wrong, auth in refused:
+        with pytest.raises(TTransportException, match="Error validating the login"):
+            _thrift_connect(stack, user, wrong, auth)
+
+    # dbt logged in as adx: its password reached dbt as a DBT_ENV_SECRET_ variable, which dbt keeps out of its files.
+    adx_password = stack.settings.resolved_thrift_password()
+    assert adx_password
+    files = [
+        path
+        for folder in (stack.settings.dbt_project_dir / "target", stack.settings.dbt_project_dir / "logs")
+        for path in folder.rglob("*")
+        if path.is_file()
+    ]
+    assert files and not [path for path in files if adx_password.encode() in path.read_bytes()]
 
 
 def test_query_plans_through_the_thrift_server_prune_partitions_and_join_buckets_without_shuffle(stack):

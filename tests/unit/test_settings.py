@@ -74,8 +74,10 @@ def test_a_postgres_metastore_gets_its_driver_user_and_generated_password(tmp_pa
 def test_the_thrift_profile_connects_to_the_configured_port():
     profile = yaml.safe_load(Path(PROJECT_DIR / "profiles" / "profiles.yml").read_text())
     thrift = profile["adx"]["outputs"]["thrift"]
-    assert (thrift["method"], thrift["host"]) == ("thrift", "127.0.0.1")
+    assert (thrift["method"], thrift["host"], thrift["auth"]) == ("thrift", "127.0.0.1", "LDAP")
     assert "ADX_THRIFT_PORT" in thrift["port"]
+    assert "ADX_THRIFT_USER" in thrift["user"]
+    assert "DBT_ENV_SECRET_ADX_THRIFT_PASSWORD" in thrift["password"]  # dbt scrubs it from its logs
 
 
 def test_cosmos_runs_the_embedded_target_by_default_and_thrift_on_the_stack(tmp_path):
