@@ -64,7 +64,7 @@ START_DATE = date(2026, 11, 1)
 DEFAULT_IMPRESSIONS = 10_000_000
 DEFAULT_RUNS = 7
 GOAL_S = 1.0
-SERVICES = ("postgres", "hdfs-namenode", "hdfs-datanode", "thrift")
+SERVICES = ("postgres", "hdfs-namenode", "hdfs-datanode", "ldap", "thrift", "thrift-analyst")
 LOADED_SOURCES = ("impressions", "clicks", "conversions")
 SELECTOR = "+agg_campaign_daily"
 TABLES = ("agg_campaign_daily", "fct_impressions", "fct_clicks", "fct_conversions")
@@ -168,15 +168,15 @@ def log(message: str) -> None:
 
 
 def free_ports() -> dict[str, int]:
-    """A free block of 7 loopback ports: HDFS (+0..+4), Thrift (+5), Postgres (+6)."""
+    """A free block of 9 loopback ports: HDFS (+0..+4), Thrift (+5), Postgres (+6), LDAP (+7), analysts' Thrift (+8)."""
     from ingestion.stack.process import port_in_use
 
     candidates = list(PORT_RANGE)
     random.shuffle(candidates)
     for base in candidates:
-        if not any(port_in_use(HOST, port) for port in range(base, base + 7)):
-            return {"hdfs": base, "thrift": base + 5, "metastore_db": base + 6}
-    raise BenchError(f"no block of 7 free loopback ports in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
+        if not any(port_in_use(HOST, port) for port in range(base, base + 9)):
+            return {"hdfs": base, "thrift": base + 5, "metastore_db": base + 6, "ldap": base + 7, "analyst": base + 8}
+    raise BenchError(f"no block of 9 free loopback ports in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
 
 
 def stack_settings(data_dir: Path, ports: dict[str, int]) -> Settings:
@@ -191,6 +191,8 @@ def stack_settings(data_dir: Path, ports: dict[str, int]) -> Settings:
         metastore_db_port=ports["metastore_db"],
         hdfs_port=ports["hdfs"],
         thrift_port=ports["thrift"],
+        ldap_port=ports["ldap"],
+        analyst_thrift_port=ports["analyst"],
     )
 
 
@@ -203,6 +205,8 @@ def adx_environment(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
         ADX_METASTORE_DB_PORT=str(ports["metastore_db"]),
         ADX_HDFS_PORT=str(ports["hdfs"]),
         ADX_THRIFT_PORT=str(ports["thrift"]),
+        ADX_LDAP_PORT=str(ports["ldap"]),
+        ADX_ANALYST_THRIFT_PORT=str(ports["analyst"]),
         DBT_TARGET_PATH=str(data_dir / "dbt" / "target"),
         DBT_LOG_PATH=str(data_dir / "dbt" / "logs"),
         # Only the tests whose parents are all selected: with the default (eager), `--select +agg_campaign_daily`
@@ -412,9 +416,10 @@ def measure_queries(settings: Settings, runs: int) -> dict:
     start, end = START_DATE, START_DATE + timedelta(days=DAYS - 1)
     setup, aggregate, facts = queries(start, end)
     statements = {"agg": aggregate, "fct": facts}
-    analyst_password = (settings.sql_users_dir / "analyst.password").read_text().strip()
+    # The analysts' server, with the analyst's login: what an analyst's dashboard query runs on.
+    analyst_password = (settings.sql_users_dir / "analysts" / "analyst.password").read_text().strip()
     connection = hive.connect(
-        host=HOST, port=settings.thrift_port, username="analyst", password=analyst_password, auth="LDAP"
+        host=HOST, port=settings.analyst_thrift_port, username="analyst", password=analyst_password, auth="LDAP"
     )
     try:
         for statement in setup:

@@ -524,8 +524,8 @@ def run_stack(days: int, scale: int, seed: int, start_date: date, mess_rate: flo
             down(settings)
     click.secho(f"\nadx run-stack finished in {time.monotonic() - started:.0f} s", bold=True)
     click.echo(
-        f"SQL: beeline -u jdbc:hive2://127.0.0.1:{settings.thrift_port}/marts -n analyst -p <password in "
-        f"{settings.sql_users_dir / 'analyst.password'}> (docs/analysts.md); "
+        f"SQL: beeline -u jdbc:hive2://127.0.0.1:{settings.analyst_thrift_port}/marts -n analyst -w "
+        f"{settings.sql_users_dir / 'analysts' / 'analyst.password'} (docs/analysts.md); "
         "`ADX_WAREHOUSE=stack adx sql ...` and `... adx verify` open the same warehouse."
     )
 
@@ -636,7 +636,8 @@ def stack() -> None:
     hdfs-namenode   the lake's HDFS NameNode       127.0.0.1:ADX_HDFS_PORT (19820; web UI on +1)
     hdfs-datanode   its DataNode                   127.0.0.1:ADX_HDFS_PORT + 2 to + 4
     ldap            the SQL logins (OpenLDAP)      127.0.0.1:ADX_LDAP_PORT (13389)
-    thrift          the Spark Thrift Server        127.0.0.1:ADX_THRIFT_PORT (10000)
+    thrift          the engineers' Thrift Server   127.0.0.1:ADX_THRIFT_PORT (10000): dbt, every database
+    thrift-analyst  the analysts' Thrift Server    127.0.0.1:ADX_ANALYST_THRIFT_PORT (10001): marts only
     kafka           a single-node broker (KRaft)   ADX_KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:19092)
     exporter        the pipeline's metrics         127.0.0.1:ADX_EXPORTER_PORT (19108)
     prometheus      scrapes them, alert rules      127.0.0.1:ADX_PROMETHEUS_PORT (19090)

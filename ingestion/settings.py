@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         "(embedded), jdbc:postgresql://127.0.0.1:<metastore_db_port>/metastore (stack).",
     )
     metastore_user: str = Field(default="adx", description="User of a Postgres metastore database.")
+    metastore_reader_user: str = Field(
+        default="adx_reader",
+        description="Read-only user of the stack's metastore database: the analysts' Thrift server's (password "
+        "generated into <data_dir>/stack/postgres/metastore-reader.password).",
+    )
     metastore_password: SecretStr | None = Field(
         default=None,
         description="Password of a Postgres metastore database. Default: the one `adx stack up` generated "
@@ -54,15 +59,22 @@ class Settings(BaseSettings):
         description="NameNode RPC port of the stack's HDFS; the NameNode web port is +1, the DataNode's "
         "data, IPC and web ports +2, +3, +4.",
     )
-    thrift_port: int = Field(default=10000, description="Port of the stack's Spark Thrift Server (HiveServer2).")
+    thrift_port: int = Field(
+        default=10000,
+        description="Port of the stack's engineers' Spark Thrift Server (HiveServer2): dbt's thrift target.",
+    )
+    analyst_thrift_port: int = Field(
+        default=10001,
+        description="Port of the stack's analysts' Spark Thrift Server: reads marts only (ingestion/stack/thrift.py).",
+    )
     thrift_driver_memory: str = Field(default="2g", description="Heap of the Spark Thrift Server's JVM.")
     thrift_user: str = Field(
         default="adx", description="The login dbt's thrift target and the stack's own checks use on the Thrift server."
     )
     thrift_password: SecretStr | None = Field(
         default=None,
-        description="Password of thrift_user. Default: <data_dir>/secrets/sql-users/<thrift_user>.password, which "
-        "`adx stack up ldap` generates.",
+        description="Password of thrift_user. Default: <data_dir>/secrets/sql-users/engineers/<thrift_user>.password, "
+        "which `adx stack up ldap` generates.",
     )
     ldap_port: int = Field(default=13389, description="Port of the stack's LDAP server (the Thrift server's logins).")
     dbt_target: str | None = Field(
@@ -212,7 +224,8 @@ class Settings(BaseSettings):
 
     @property
     def sql_users_dir(self) -> Path:
-        """The Thrift server's logins: one `<user>.password` file (mode 0600) per LDAP user (ingestion/stack/ldap.py)."""
+        """The Thrift servers' logins: `engineers/<user>.password` and `analysts/<user>.password` files (mode 0600),
+        one per LDAP user (ingestion/stack/ldap.py)."""
         return self.data_dir / "secrets" / "sql-users"
 
     def resolved_thrift_password(self) -> str:
@@ -220,9 +233,14 @@ class Settings(BaseSettings):
         if self.thrift_password is not None:
             return self.thrift_password.get_secret_value()
         try:
-            return (self.sql_users_dir / f"{self.thrift_user}.password").read_text().strip()
+            return (self.sql_users_dir / "engineers" / f"{self.thrift_user}.password").read_text().strip()
         except FileNotFoundError:
             return ""
+
+    @property
+    def metastore_reader_password_file(self) -> Path:
+        """The password `adx stack up` generates for the read-only metastore user (mode 0600)."""
+        return self.stack_dir / "postgres" / "metastore-reader.password"
 
     @property
     def metastore_password_file(self) -> Path:

@@ -1,7 +1,7 @@
 """The local services of the shared warehouse and the streaming path, started and stopped by
 `adx stack up|down|status`: PostgreSQL (the Hive metastore database), HDFS (NameNode and DataNode: the lake),
-OpenLDAP (the Thrift server's logins), the Spark Thrift Server (dbt's thrift target and SQL analysts), the Kafka
-broker, and the monitoring pair: the
+OpenLDAP (the Thrift servers' logins), the two Spark Thrift Servers (the engineers': dbt's thrift target; the
+analysts': marts only), the Kafka broker, and the monitoring pair: the
 metrics exporter and the Prometheus server that scrapes it and evaluates the alert rules.
 
 Every service binds to 127.0.0.1 only and keeps its data, logs and pid file under `settings.stack_dir`. Services
@@ -23,7 +23,7 @@ from ingestion.stack.ldap import LdapServer
 from ingestion.stack.monitoring import MetricsExporter, PrometheusServer
 from ingestion.stack.postgres import PostgresMetastoreDb
 from ingestion.stack.process import PortInUseError, StackError
-from ingestion.stack.thrift import ThriftServer
+from ingestion.stack.thrift import AnalystThriftServer, ThriftServer
 
 __all__ = ["SERVICES", "PortInUseError", "StackError", "StackUp", "down", "services", "status", "up"]
 
@@ -65,11 +65,22 @@ SERVICES: tuple[Callable[[Settings], Service], ...] = (
     HdfsDataNode,
     LdapServer,
     ThriftServer,
+    AnalystThriftServer,
     KafkaBroker,
     MetricsExporter,
     PrometheusServer,
 )
-SERVICE_NAMES = ("postgres", "hdfs-namenode", "hdfs-datanode", "ldap", "thrift", "kafka", "exporter", "prometheus")
+SERVICE_NAMES = (
+    "postgres",
+    "hdfs-namenode",
+    "hdfs-datanode",
+    "ldap",
+    "thrift",
+    "thrift-analyst",
+    "kafka",
+    "exporter",
+    "prometheus",
+)
 
 
 @dataclass(frozen=True)

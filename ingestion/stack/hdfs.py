@@ -471,8 +471,11 @@ def write_configuration(settings: Settings, conf_dir: Path) -> None:
         "dfs.heartbeat.interval": str(HEARTBEAT_S),
         "dfs.namenode.stale.datanode.interval": str(STALE_S * 1000),
         "dfs.namenode.heartbeat.recheck-interval": str(RECHECK_MS),
-        # Permissions are checked; every daemon and client runs as the same OS user, the HDFS superuser.
+        # Permissions are checked. The daemons, the loaders and the engineers' Thrift server run as the OS user
+        # that started them, the HDFS superuser; the analysts' Thrift server acts as another user, and ACLs keep
+        # everything but marts from it (ingestion/stack/lake_access.py).
         "dfs.permissions.enabled": "true",
+        "dfs.namenode.acls.enabled": "true",
         # Defaults that make every start warn: a throttle of 1000 ms/s is "no throttle", spelt -1.
         "dfs.datanode.directoryscan.throttle.limit.ms.per.sec": "-1",
     }

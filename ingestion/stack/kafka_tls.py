@@ -122,7 +122,7 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
 
 
 def _pkcs8(key: ec.EllipticCurvePrivateKey) -> bytes:
-    # Kafka's PEM keystore reads PKCS#8 keys only ("BEGIN PRIVATE KEY"), not SEC1 ("BEGIN EC PRIVATE KEY").
+    # Kafka's PEM keystore reads PKCS#8 keys only, not SEC1 (the "EC" kind of PEM key).
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

@@ -1,5 +1,5 @@
-"""The stack's directory of SQL users: a local OpenLDAP `slapd` (Debian's package) that the Spark Thrift Server
-checks every login against (hive.server2.authentication=LDAP).
+"""The stack's directory of SQL users: a local OpenLDAP `slapd` (Debian's package) that the Spark Thrift Servers
+check every login against (hive.server2.authentication=LDAP).
 
 Its home folder is `<stack_dir>/ldap`:
 
@@ -9,11 +9,18 @@ Its home folder is `<stack_dir>/ldap`:
     logs/slapd.log      slapd's log
     slapd.pid
 
-The users are the `<name>.password` files of `settings.sql_users_dir` (mode 0600): one entry
-`uid=<name>,ou=people,dc=adx,dc=local` each, with the password's salted SHA-512 crypt hash. Start creates the
-passwords of `adx` (dbt's thrift target, the stack's own checks) and `analyst` when they are missing; to add or
-remove an analyst, add or remove a file and restart the service. The directory has no manager account: it is
-built offline and only ever read. Anonymous binds are refused, and nobody can read a password hash over LDAP.
+The users are the password files of `settings.sql_users_dir` (mode 0600), in two groups:
+
+    engineers/<name>.password   uid=<name>,ou=engineers,dc=adx,dc=local: may log in to the engineers' Thrift
+                                server (dbt's thrift target, every database)
+    analysts/<name>.password    uid=<name>,ou=analysts,dc=adx,dc=local: may log in to the analysts' Thrift server
+                                (marts only)
+
+Each entry holds the password's salted SHA-512 crypt hash. A Thrift server binds as uid=<user>,<its group's ou>,
+so a login of the other group does not exist for it. Start creates the passwords of `adx` (an engineer: dbt and
+the stack's own checks) and `analyst` when they are missing; to add or remove a user, add or remove a file and
+restart the service. The directory has no manager account: it is built offline and only ever read. Anonymous
+binds are refused, and nobody can read a password hash over LDAP.
 """
 
 from __future__ import annotations
@@ -35,13 +42,22 @@ SLAPPASSWD = Path("/usr/sbin/slappasswd")
 SCHEMA_DIR = Path("/etc/ldap/schema")
 MODULE_DIR = Path("/usr/lib/ldap")
 SUFFIX = "dc=adx,dc=local"
-PEOPLE = f"ou=people,{SUFFIX}"
-DEFAULT_USERS = ("adx", "analyst")
+ENGINEERS, ANALYSTS = "engineers", "analysts"
+GROUPS = (ENGINEERS, ANALYSTS)
+DEFAULT_USERS = {ENGINEERS: "adx", ANALYSTS: "analyst"}
 USER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
-def user_dn(name: str) -> str:
-    return f"uid={name},{PEOPLE}"
+def group_dn(group: str) -> str:
+    return f"ou={group},{SUFFIX}"
+
+
+def user_dn(name: str, group: str) -> str:
+    return f"uid={name},{group_dn(group)}"
+
+
+def password_file(settings: Settings, group: str, name: str) -> Path:
+    return settings.sql_users_dir / group / f"{name}.password"
 
 
 @dataclass(frozen=True)
@@ -50,7 +66,7 @@ class LdapStatus:
     pid: int | None
     address: str
     healthy: bool  # accepts connections
-    users: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()  # group/name
     error: str | None = None
 
     name = "ldap"
@@ -91,8 +107,8 @@ class LdapServer:
             if not binary.is_file():
                 raise StackError(f"{binary} is missing: run `make setup` (Debian's slapd package)")
         ensure_ports_free(HOST, {self.port: "ADX_LDAP_PORT"}, f"the LDAP server of {self.home}")
-        for name in DEFAULT_USERS:
-            read_or_create(self.settings.sql_users_dir / f"{name}.password", lambda: secrets.token_urlsafe(24))
+        for group, name in DEFAULT_USERS.items():
+            read_or_create(password_file(self.settings, group, name), lambda: secrets.token_urlsafe(24))
         self.home.mkdir(parents=True, exist_ok=True)
         self.conf_file.write_text(self._slapd_conf())
         self._write_private(self.ldif_file, self._users_ldif())
@@ -118,7 +134,8 @@ class LdapServer:
             return LdapStatus(False, None, self.address, healthy=False, error="stopped")
         if not port_open(HOST, self.port):
             return LdapStatus(True, pid, self.address, healthy=False, error="its port is not open")
-        return LdapStatus(True, pid, self.address, healthy=True, users=tuple(self.users()))
+        users = tuple(f"{group}/{name}" for group, name in self.users())
+        return LdapStatus(True, pid, self.address, healthy=True, users=users)
 
     def wait_until_healthy(self, timeout: float = 30.0) -> None:
         def not_ready() -> str | None:
@@ -126,14 +143,23 @@ class LdapServer:
 
         wait_until(not_ready, timeout=timeout, process=self.process, what="accepting connections")
 
-    def users(self) -> list[str]:
-        """The user names of the password files, sorted; a file whose name is no valid user name is an error."""
+    def users(self) -> list[tuple[str, str]]:
+        """(group, name) of every password file, sorted. A file whose name is no valid user name, or a name in both
+        groups, is an error."""
         folder = self.settings.sql_users_dir
-        names = sorted(path.name.removesuffix(".password") for path in folder.glob("*.password"))
-        invalid = [name for name in names if not USER_NAME.match(name)]
+        users = sorted(
+            (group, path.name.removesuffix(".password"))
+            for group in GROUPS
+            for path in (folder / group).glob("*.password")
+        )
+        invalid = [f"{group}/{name}" for group, name in users if not USER_NAME.match(name)]
         if invalid:
             raise StackError(f"user names must match {USER_NAME.pattern}: rename {invalid} in {folder}")
-        return names
+        names = [name for _, name in users]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise StackError(f"{twice} are in both {ENGINEERS}/ and {ANALYSTS}/ of {folder}: keep each in one")
+        return users
 
     # --- internals -------------------------------------------------------------------------------------------
 
@@ -165,14 +191,12 @@ access to *
 """
 
     def _users_ldif(self) -> str:
-        entries = [
-            f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: adx\no: AdvertiseX\n",
-            f"dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n",
-        ]
-        for name in self.users():
-            password = (self.settings.sql_users_dir / f"{name}.password").read_text().strip()
+        entries = [f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: adx\no: AdvertiseX\n"]
+        entries += [f"dn: {group_dn(group)}\nobjectClass: organizationalUnit\nou: {group}\n" for group in GROUPS]
+        for group, name in self.users():
+            password = password_file(self.settings, group, name).read_text().strip()
             entries.append(
-                f"dn: {user_dn(name)}\nobjectClass: inetOrgPerson\nuid: {name}\ncn: {name}\nsn: {name}\n"
+                f"dn: {user_dn(name, group)}\nobjectClass: inetOrgPerson\nuid: {name}\ncn: {name}\nsn: {name}\n"
                 f"userPassword: {_crypt_hash(password)}\n"
             )
         return "\n".join(entries)

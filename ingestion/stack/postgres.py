@@ -18,7 +18,8 @@ It listens on 127.0.0.1:<ADX_METASTORE_DB_PORT> only. Who may connect (pg_hba.co
 
 Every start provisions, idempotently: the role ADX_METASTORE_USER (LOGIN, not superuser) with the password of
 `settings.resolved_metastore_password()` (ADX_METASTORE_PASSWORD, else the generated one), and the database
-`metastore` owned by it. PostgreSQL refuses to run as root: when `adx` runs as root, initdb and the server run
+`metastore` owned by it; and the role ADX_METASTORE_READER_USER, which may only read the metastore's tables (the
+analysts' Thrift server's), with a generated password (metastore-reader.password). PostgreSQL refuses to run as root: when `adx` runs as root, initdb and the server run
 as the `postgres` OS user (through setpriv, which execs, so the recorded pid is the server's own).
 """
 
@@ -147,6 +148,7 @@ class PostgresMetastoreDb:
             self._provision()
             self.wait_until_healthy(timeout)
             self._ensure_metastore_schema()
+            self._provision_reader()
             return
         ensure_ports_free(HOST, {self.port: "ADX_METASTORE_DB_PORT"}, f"the PostgreSQL server of {self.home}")
         if self.user == SUPERUSER:
@@ -193,6 +195,7 @@ class PostgresMetastoreDb:
             self._provision()
             self.wait_until_healthy(timeout)
             self._ensure_metastore_schema()
+            self._provision_reader()
         except StackError:
             self.stop(timeout=10)
             raise
@@ -328,6 +331,28 @@ class PostgresMetastoreDb:
                     conn.execute(sql.SQL("alter database {} owner to {}").format(sql.Identifier(DATABASE), role))
         except psycopg.Error as error:
             raise StackError(f"provisioning the metastore database failed: {_one_line(str(error))}") from error
+
+    def _provision_reader(self) -> None:
+        """The read-only role: it may connect to the metastore database and SELECT its tables, nothing else."""
+        reader = self.settings.metastore_reader_user
+        if reader in (self.user, SUPERUSER):
+            raise StackError(f"ADX_METASTORE_READER_USER is {reader}: choose a user of its own")
+        role = sql.Identifier(reader)
+        try:
+            with self._superuser(dbname=DATABASE) as conn:
+                exists = conn.execute("select 1 from pg_roles where rolname = %s", [reader]).fetchone()
+                verb = sql.SQL("alter" if exists else "create")
+                conn.execute(
+                    sql.SQL("{} role {} with login nosuperuser nocreaterole nocreatedb password {}").format(
+                        verb, role, sql.Literal(metastore_reader_password(self.settings))
+                    )
+                )
+                conn.execute(sql.SQL("grant connect on database {} to {}").format(sql.Identifier(DATABASE), role))
+                conn.execute(sql.SQL("revoke create on schema public from {}").format(role))
+                conn.execute(sql.SQL("grant usage on schema public to {}").format(role))
+                conn.execute(sql.SQL("grant select on all tables in schema public to {}").format(role))
+        except psycopg.Error as error:
+            raise StackError(f"provisioning the read-only metastore user failed: {_one_line(str(error))}") from error
 
     def _ensure_metastore_schema(self) -> None:
         """The Hive metastore's tables, created at once on first start (see metastore_schema.py)."""
@@ -545,3 +570,8 @@ def _make_traversable(path: Path, owner: _Owner) -> None:
             bit = stat.S_IXOTH
         if not st.st_mode & bit:
             folder.chmod(stat.S_IMODE(st.st_mode) | bit)
+
+
+def metastore_reader_password(settings: Settings) -> str:
+    """The read-only metastore role's password, generated (mode 0600) on first use."""
+    return read_or_create(settings.metastore_reader_password_file, lambda: secrets.token_urlsafe(24))

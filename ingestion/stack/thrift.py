@@ -1,8 +1,19 @@
-"""The Spark Thrift Server (HiveServer2 protocol) of the shared warehouse: the SQL endpoint of dbt's `thrift`
-target and of analysts (beeline, PyHive). Started from pyspark's own jars and launcher, with the warehouse's
-Spark settings (ingestion/spark.py), so it sees the same lake and the same metastore as the loaders.
+"""The Spark Thrift Servers (HiveServer2 protocol) of the shared warehouse, started from pyspark's own jars and
+launcher with the warehouse's Spark settings (ingestion/spark.py), so they see the lake and the metastore the
+loaders write:
 
-Its home folder is `<stack_dir>/thrift`:
+- `thrift` (ThriftServer, ADX_THRIFT_PORT): the engineers' server, dbt's `thrift` target. It reads and writes
+  every database and holds the raw zone's key. Logins: the LDAP group `engineers`.
+- `thrift-analyst` (AnalystThriftServer, ADX_ANALYST_THRIFT_PORT): the analysts' server. Logins: the LDAP group
+  `analysts`. It reads `marts` and nothing else, whatever SQL it is sent: Spark 4.2 has no SQL authorization, so
+  the limits are the process's, not rules a statement could get around:
+  - it reaches HDFS as the user `analyst`, and the lake is private to the warehouse's own user except `marts.db`
+    (permissions and default ACLs, ingestion/stack/hdfs.py), so raw, staging and the others are refused by HDFS;
+  - it logs in to the metastore database as a role that may only SELECT, so DROP, CREATE and ALTER fail;
+  - its configuration has no raw zone key (so a raw file it could reach would not decrypt) and no password but
+    the read-only one: a `reflect()` call that reads the JVM's properties finds nothing more.
+
+Each home folder is `<stack_dir>/thrift` or `<stack_dir>/thrift-analyst`:
 
     conf/spark-defaults.conf   the Spark settings, written on every start (mode 0600: it holds the metastore
                                password, which therefore never appears on a command line)
@@ -10,9 +21,9 @@ Its home folder is `<stack_dir>/thrift`:
     scratch/                   Hive scratch and operation-log folders
     thriftserver.pid
 
-It listens on 127.0.0.1:<settings.thrift_port> and takes only logins the stack's LDAP server accepts
-(ingestion/stack/ldap.py): user name and password, checked by binding as uid=<user>,ou=people,dc=adx,dc=local.
-Clients (PyHive, dbt) use auth=LDAP, beeline `-n <user> -p <password>`.
+Both listen on 127.0.0.1 and take only logins the stack's LDAP server accepts (ingestion/stack/ldap.py): user name
+and password, checked by binding as uid=<user>,ou=<group>,dc=adx,dc=local. Clients (PyHive, dbt) use auth=LDAP,
+beeline `-n <user> -w <password file>`.
 """
 
 from __future__ import annotations
@@ -21,9 +32,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingestion.raw_encryption import kms_client_jars
+from ingestion.raw_encryption import KEY_LIST_CONF, kms_client_jars
 from ingestion.settings import LOOPBACK_ONLY_ENV, PROJECT_DIR, Settings
-from ingestion.stack.ldap import PEOPLE, LdapServer
+from ingestion.stack.lake_access import ANALYST_HDFS_USER, open_marts_only
+from ingestion.stack.ldap import ANALYSTS, DEFAULT_USERS, ENGINEERS, LdapServer, group_dn, password_file
+from ingestion.stack.postgres import metastore_reader_password
 from ingestion.stack.process import ManagedProcess, StackError, ensure_ports_free, port_open, wait_until
 
 HOST = "127.0.0.1"
@@ -57,17 +70,20 @@ def spark_home() -> Path:
 
 
 class ThriftServer:
+    """The engineers' server: dbt's thrift target."""
+
     name = "thrift"
+    login_group = ENGINEERS
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.port = settings.thrift_port
+        self.port = self._port()
         self.address = f"{HOST}:{self.port}"
-        self.home = settings.stack_dir / "thrift"
+        self.home = settings.stack_dir / self.name
         self.conf_file = self.home / "conf" / "spark-defaults.conf"
         self.scratch_dir = self.home / "scratch"
         self.process = ManagedProcess(
-            "the Spark Thrift Server",
+            f"the Spark Thrift Server ({self.name})",
             pid_file=self.home / "thriftserver.pid",
             marker=f"--properties-file {self.conf_file}",
             log_files=[self.home / "logs" / "thriftserver.out"],
@@ -78,8 +94,9 @@ class ThriftServer:
         if self.process.pid() is not None:
             self.wait_until_healthy(timeout)
             return
-        ensure_ports_free(HOST, {self.port: "ADX_THRIFT_PORT"}, f"the Spark Thrift Server of {self.home}")
+        ensure_ports_free(HOST, {self.port: self._port_setting()}, f"the Spark Thrift Server of {self.home}")
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare()
         self._write_conf()
         home = spark_home()
         command = [
@@ -89,7 +106,7 @@ class ThriftServer:
             "--class",
             SERVER_CLASS,
             "--name",
-            "adx-thrift-server",
+            f"adx-{self.name}-server",
             "spark-internal",
             "--hiveconf",
             f"hive.server2.thrift.bind.host={HOST}",
@@ -105,7 +122,7 @@ class ThriftServer:
             "--hiveconf",
             f"hive.server2.authentication.ldap.url={LdapServer(self.settings).url}",
             "--hiveconf",
-            f"hive.server2.authentication.ldap.baseDN={PEOPLE}",
+            f"hive.server2.authentication.ldap.baseDN={group_dn(self.login_group)}",
         ]
         env = {**os.environ, **LOOPBACK_ONLY_ENV, "SPARK_HOME": str(home), "SPARK_CONF_DIR": str(self.conf_file.parent)}
         self.process.spawn(command, cwd=self.home, env=env)
@@ -148,13 +165,8 @@ class ThriftServer:
         """Run one statement through the server (PyHive, as dbt's thrift target does) and return its rows."""
         from pyhive import hive
 
-        connection = hive.connect(
-            host=HOST,
-            port=self.port,
-            username=self.settings.thrift_user,
-            password=self.settings.resolved_thrift_password(),
-            auth="LDAP",
-        )
+        user, password = self._login()
+        connection = hive.connect(host=HOST, port=self.port, username=user, password=password, auth="LDAP")
         try:
             cursor = connection.cursor()
             cursor.execute(sql)
@@ -162,15 +174,37 @@ class ThriftServer:
         finally:
             connection.close()
 
-    def _write_conf(self) -> None:
+    # --- what the two servers do differently ---------------------------------------------------------------
+
+    def _port(self) -> int:
+        return self.settings.thrift_port
+
+    def _port_setting(self) -> str:
+        return "ADX_THRIFT_PORT"
+
+    def _login(self) -> tuple[str, str]:
+        """The login of the stack's own queries (health checks, status)."""
+        return self.settings.thrift_user, self.settings.resolved_thrift_password()
+
+    def _prepare(self) -> None:
+        """Anything the server needs before it starts."""
+
+    def _java_options(self) -> list[str]:
+        return [
+            f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
+            f"-Dderby.stream.error.file={self.home}/logs/derby.log",
+        ]
+
+    def _spark_conf(self) -> dict[str, str]:
         from ingestion.spark import spark_conf
 
-        conf = spark_conf(self.settings)
-        conf["spark.app.name"] = "adx-thrift-server"
+        return spark_conf(self.settings)
+
+    def _write_conf(self) -> None:
+        conf = self._spark_conf()
+        conf["spark.app.name"] = f"adx-{self.name}-server"
         conf["spark.driver.memory"] = self.settings.thrift_driver_memory
-        conf["spark.driver.extraJavaOptions"] = (
-            f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG} -Dderby.stream.error.file={self.home}/logs/derby.log"
-        )
+        conf["spark.driver.extraJavaOptions"] = " ".join(self._java_options())
         conf["spark.hadoop.hive.exec.scratchdir"] = str(self.scratch_dir / "hive")
         conf["spark.hadoop.hive.exec.local.scratchdir"] = str(self.scratch_dir / "local")
         conf["spark.hadoop.hive.server2.logging.operation.log.location"] = str(self.scratch_dir / "operation_logs")
@@ -185,6 +219,41 @@ class ThriftServer:
         self.conf_file.touch(mode=0o600)
         self.conf_file.chmod(0o600)
         self.conf_file.write_text("\n".join(lines) + "\n")
+
+
+class AnalystThriftServer(ThriftServer):
+    """The analysts' server: marts only (see the module's docstring)."""
+
+    name = "thrift-analyst"
+    login_group = ANALYSTS
+
+    def _port(self) -> int:
+        return self.settings.analyst_thrift_port
+
+    def _port_setting(self) -> str:
+        return "ADX_ANALYST_THRIFT_PORT"
+
+    def _login(self) -> tuple[str, str]:
+        user = DEFAULT_USERS[ANALYSTS]
+        return user, password_file(self.settings, ANALYSTS, user).read_text().strip()
+
+    def _prepare(self) -> None:
+        open_marts_only(self.settings)
+
+    def _java_options(self) -> list[str]:
+        # Hadoop's simple authentication: the HDFS user this JVM logs in as, once, when it starts. A system property,
+        # not the environment variable: Hive's getUGI() turns that variable into a proxy user (analyst acting for
+        # analyst), which the NameNode refuses ("not allowed to impersonate").
+        return [*super()._java_options(), f"-DHADOOP_USER_NAME={ANALYST_HDFS_USER}"]
+
+    def _spark_conf(self) -> dict[str, str]:
+        from ingestion.spark import spark_conf
+
+        conf = spark_conf(self.settings)
+        conf.pop(KEY_LIST_CONF, None)  # no raw zone key: raw files do not decrypt here
+        conf["spark.hadoop.javax.jdo.option.ConnectionUserName"] = self.settings.metastore_reader_user
+        conf["spark.hadoop.javax.jdo.option.ConnectionPassword"] = metastore_reader_password(self.settings)
+        return conf
 
 
 def _one_line(error: BaseException) -> str:

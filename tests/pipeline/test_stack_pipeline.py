@@ -31,7 +31,7 @@ from ingestion.cli import main
 from ingestion.pseudonyms import pseudonym_key
 from ingestion.raw_encryption import KEY_LIST_CONF
 from ingestion.settings import PROJECT_DIR, Settings
-from ingestion.stack.ldap import PEOPLE
+from ingestion.stack.ldap import ANALYSTS, group_dn, password_file
 from ingestion.stack.thrift import spark_home
 
 pytestmark = pytest.mark.integration
@@ -40,8 +40,8 @@ ADX = str(Path(sys.executable).parent / "adx")
 DATASET = ["--days", "2", "--scale", "20000", "--seed", "7"]  # the dataset of the built_warehouse fixture
 MARTS = ("fct_impressions", "fct_clicks", "fct_conversions", "agg_campaign_daily", "agg_rtb_daily", "dim_users")
 QUERIES = PROJECT_DIR / "docs" / "analyst_queries"
-# Ports from the base: Postgres, HDFS (5), Thrift, Kafka (2), LDAP.
-PORT_BLOCK = 10
+# Ports from the base: Postgres, HDFS (5), Thrift, Kafka (2), LDAP, the analysts' Thrift.
+PORT_BLOCK = 11
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ def stack(tmp_path_factory, warehouse_settings) -> Iterator[Stack]:
         "ADX_THRIFT_PORT": str(base + 6),
         "ADX_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{base + 7}",
         "ADX_LDAP_PORT": str(base + 9),
+        "ADX_ANALYST_THRIFT_PORT": str(base + 10),
         "ADX_SPARK_DRIVER_MEMORY": "1500m",
         "ADX_THRIFT_DRIVER_MEMORY": "1500m",
     }
@@ -94,6 +95,7 @@ def stack(tmp_path_factory, warehouse_settings) -> Iterator[Stack]:
         thrift_port=base + 6,
         kafka_bootstrap_servers=f"127.0.0.1:{base + 7}",
         ldap_port=base + 9,
+        analyst_thrift_port=base + 10,
     )
     try:
         run = _adx(["run-stack", *DATASET, "--keep-stack"], env)
@@ -103,18 +105,26 @@ def stack(tmp_path_factory, warehouse_settings) -> Iterator[Stack]:
 
 
 def _analyst_password(stack: Stack) -> str:
-    return (stack.settings.sql_users_dir / "analyst.password").read_text().strip()
+    return password_file(stack.settings, ANALYSTS, "analyst").read_text().strip()
 
 
-def _thrift_connect(stack: Stack, user: str, password: str | None, auth: str = "LDAP"):
+def _thrift_connect(stack: Stack, user: str, password: str | None, auth: str = "LDAP", *, port: int | None = None):
+    """A PyHive session on the analysts' Thrift server, or the server on `port`."""
     from pyhive import hive
 
-    return hive.connect(host="127.0.0.1", port=stack.settings.thrift_port, username=user, password=password, auth=auth)
+    port = port or stack.settings.analyst_thrift_port
+    return hive.connect(host="127.0.0.1", port=port, username=user, password=password, auth=auth)
 
 
-def _thrift_rows(stack: Stack, statements: list[str]) -> list[tuple]:
-    """Run statements in one Thrift session (as dbt and analysts do, through PyHive); the last one's rows."""
-    connection = _thrift_connect(stack, "analyst", _analyst_password(stack))
+def _thrift_rows(stack: Stack, statements: list[str], *, engineer: bool = False) -> list[tuple]:
+    """Run statements in one Thrift session (as dbt and analysts do, through PyHive); the last one's rows. An
+    analyst's session on the analysts' server, or (engineer) dbt's login on the engineers' server."""
+    if engineer:
+        settings = stack.settings
+        password = settings.resolved_thrift_password()
+        connection = _thrift_connect(stack, settings.thrift_user, password, port=settings.thrift_port)
+    else:
+        connection = _thrift_connect(stack, "analyst", _analyst_password(stack))
     try:
         cursor = connection.cursor()
         for statement in statements:
@@ -163,14 +173,15 @@ def test_the_stack_path_builds_and_verifies_the_marts_of_the_embedded_path(stack
         assert embedded.exceptAll(from_stack).count() == 0, f"{mart}: rows of the embedded path missing"
         assert from_stack.exceptAll(embedded).count() == 0, f"{mart}: rows only the stack path has"
 
-    # dbt's sessions had the pseudonymisation pads; an analyst's session on the same server does not.
-    assert _thrift_rows(stack, ["set adx.pseudonym.inner_pad"]) == [("adx.pseudonym.inner_pad", "<undefined>")]
+    # dbt's sessions had the pseudonymisation pads; another session on the same server does not.
+    unset_pad = [("adx.pseudonym.inner_pad", "<undefined>")]
+    assert _thrift_rows(stack, ["set adx.pseudonym.inner_pad"], engineer=True) == unset_pad
 
-    # The raw zone on HDFS is encrypted (ingestion/raw_encryption.py); the server holds its master key, which an
-    # analyst's SET shows redacted.
+    # The raw zone on HDFS is encrypted (ingestion/raw_encryption.py); the engineers' server holds its master key,
+    # which SET shows redacted (the analysts' server has none: test_the_analysts_server_reads_marts_and_nothing_else).
     raw_files = spark.read.format("binaryFile").load(f"{lake}/raw.db/clicks/*/*/*.parquet").collect()
     assert raw_files and {bytes(row.content[-4:]) for row in raw_files} == {b"PARE"}
-    assert _thrift_rows(stack, [f"set {KEY_LIST_CONF}"]) == [(KEY_LIST_CONF, "*********(redacted)")]
+    assert _thrift_rows(stack, [f"set {KEY_LIST_CONF}"], engineer=True) == [(KEY_LIST_CONF, "*********(redacted)")]
 
     # The tables are registered in the Postgres metastore, with their HDFS location.
     described = _thrift_rows(stack, ["describe formatted marts.fct_impressions"])
@@ -199,11 +210,11 @@ def test_beeline_and_pyhive_answer_as_adx_sql_on_the_embedded_path(stack, built_
         [
             str(spark_home() / "bin" / "beeline"),
             "-u",
-            f"jdbc:hive2://127.0.0.1:{stack.settings.thrift_port}/marts",
+            f"jdbc:hive2://127.0.0.1:{stack.settings.analyst_thrift_port}/marts",
             "-n",
             "analyst",
             "-w",  # the password file: not on the command line
-            str(stack.settings.sql_users_dir / "analyst.password"),
+            str(password_file(stack.settings, ANALYSTS, "analyst")),
             "--outputformat=csv2",
             "--silent=true",
             "-f",
@@ -225,31 +236,35 @@ def test_beeline_and_pyhive_answer_as_adx_sql_on_the_embedded_path(stack, built_
     _assert_same_rows(beeline_rows, expected_rows, "beeline")
 
 
-def test_the_thrift_server_takes_only_logins_the_ldap_server_accepts(stack):
+def test_each_thrift_server_takes_only_the_logins_of_its_ldap_group(stack):
     from thrift.transport.TTransport import TTransportException
 
     password = _analyst_password(stack)
-    connection = _thrift_connect(stack, "analyst", password)  # the control
-    try:
-        cursor = connection.cursor()
-        cursor.execute("select current_user()")
-        assert cursor.fetchall() == [("analyst",)]
-    finally:
-        connection.close()
+    adx_password = stack.settings.resolved_thrift_password()
+    engineers = stack.settings.thrift_port
+    for user, secret, port in (("analyst", password, None), ("adx", adx_password, engineers)):  # the controls
+        connection = _thrift_connect(stack, user, secret, port=port)
+        try:
+            cursor = connection.cursor()
+            cursor.execute("select current_user()")
+            assert cursor.fetchall() == [(user,)]
+        finally:
+            connection.close()
 
     refused = [
-        ("analyst", password + "x", "LDAP"),  # a wrong password
-        ("analyst", None, "NONE"),  # no password (PyHive's NONE sends a placeholder)
-        ("nobody", password, "LDAP"),  # no such user
-        ("adx", password, "LDAP"),  # another user's password
-        (f"analyst,{PEOPLE}", password, "LDAP"),  # a DN in place of a user name
+        ("analyst", password + "x", "LDAP", None),  # a wrong password
+        ("analyst", None, "NONE", None),  # no password (PyHive's NONE sends a placeholder)
+        ("nobody", password, "LDAP", None),  # no such user
+        ("analyst", adx_password, "LDAP", None),  # another user's password
+        (f"analyst,{group_dn(ANALYSTS)}", password, "LDAP", None),  # a DN in place of a user name
+        ("analyst", password, "LDAP", engineers),  # an analyst on the engineers' server
+        ("adx", adx_password, "LDAP", None),  # an engineer on the analysts' server
     ]
-    for user, wrong, auth in refused:
+    for user, wrong, auth, port in refused:
         with pytest.raises(TTransportException, match="Error validating the login"):
-            _thrift_connect(stack, user, wrong, auth)
+            _thrift_connect(stack, user, wrong, auth, port=port)
 
     # dbt logged in as adx: its password reached dbt as a DBT_ENV_SECRET_ variable, which dbt keeps out of its files.
-    adx_password = stack.settings.resolved_thrift_password()
     assert adx_password
     files = [
         path
@@ -258,6 +273,53 @@ def test_the_thrift_server_takes_only_logins_the_ldap_server_accepts(stack):
         if path.is_file()
     ]
     assert files and not [path for path in files if adx_password.encode() in path.read_bytes()]
+
+
+def test_the_analysts_server_reads_marts_and_nothing_else(stack):
+    """Spark 4.2 has no SQL authorization: what keeps an analyst from raw and staging is the analysts' server itself
+    (HDFS as another user, a read-only metastore role, no raw key). Each statement here tries to get past it."""
+    from pyhive.exc import OperationalError
+
+    count = "select count(*) from marts.agg_campaign_daily"
+    [(rows,)] = _thrift_rows(stack, [count])
+    assert rows > 0 and [(rows,)] == _thrift_rows(stack, [count], engineer=True)  # the control
+
+    staging = sorted(row[1] for row in _thrift_rows(stack, ["show tables in staging"], engineer=True))
+    lake = stack.settings.resolved_lake_uri
+    refused_reads = [
+        "select count(*) from raw.impressions",
+        "select count(*) from raw.quarantine_impressions",
+        f"select count(*) from staging.{staging[0]}",
+        f"select count(*) from parquet.`{lake}/raw.db/clicks`",  # the files, by path
+        f"select count(*) from parquet.`{lake}/intermediate.db`",
+    ]
+    for statement in refused_reads:
+        with pytest.raises(OperationalError, match="Permission denied"):
+            _thrift_rows(stack, [statement])
+
+    for statement in (
+        "drop table marts.agg_campaign_daily",
+        "create table marts.analyst_copy as select * from marts.agg_campaign_daily",
+        "insert into marts.dim_campaigns select * from marts.dim_campaigns",
+    ):
+        with pytest.raises(OperationalError):
+            _thrift_rows(stack, [statement])
+    assert _thrift_rows(stack, [count], engineer=True) == [(rows,)]
+    assert "analyst_copy" not in {row[1] for row in _thrift_rows(stack, ["show tables in marts"], engineer=True)}
+
+    # What the JVM's properties hold (reflect reads them; SET redacts by key name, set or not): no raw key, no
+    # writable metastore login. reflect() gives a Java null as the string "null".
+    def jvm_property(name: str, engineer: bool = False) -> str:
+        statement = f"select reflect('java.lang.System', 'getProperty', '{name}')"
+        [(value,)] = _thrift_rows(stack, [statement], engineer=engineer)
+        return value
+
+    assert jvm_property(KEY_LIST_CONF, engineer=True).startswith("raw_zone:")  # the control: dbt's server has it
+    assert jvm_property(KEY_LIST_CONF) == "null"
+    assert jvm_property("spark.hadoop.javax.jdo.option.ConnectionUserName") == stack.settings.metastore_reader_user
+    assert (
+        jvm_property("spark.hadoop.javax.jdo.option.ConnectionPassword") != stack.settings.resolved_metastore_password()
+    )
 
 
 def test_query_plans_through_the_thrift_server_prune_partitions_and_join_buckets_without_shuffle(stack):

@@ -10,7 +10,7 @@ import pytest
 from ports import free_port_block
 
 from ingestion.settings import Settings
-from ingestion.stack.ldap import LdapServer, user_dn
+from ingestion.stack.ldap import ANALYSTS, ENGINEERS, LdapServer, password_file, user_dn
 from ingestion.stack.process import StackError
 
 pytestmark = pytest.mark.integration
@@ -46,45 +46,51 @@ def ldap(tmp_path):
     server.stop()
 
 
-def _password(server: LdapServer, user: str) -> str:
-    return (server.settings.sql_users_dir / f"{user}.password").read_text().strip()
+def _password(server: LdapServer, group: str, user: str) -> str:
+    return password_file(server.settings, group, user).read_text().strip()
 
 
-def test_each_user_binds_with_its_own_password_only(ldap):
+def test_each_user_binds_with_its_own_password_in_its_own_group_only(ldap):
     status = ldap.status()
-    assert (status.running, status.healthy, status.users) == (True, True, ("adx", "analyst"))
-    for user in ("adx", "analyst"):
-        path = ldap.settings.sql_users_dir / f"{user}.password"
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    analyst, adx = _password(ldap, "analyst"), _password(ldap, "adx")
+    assert (status.running, status.healthy, status.users) == (True, True, ("analysts/analyst", "engineers/adx"))
+    for group, user in ((ENGINEERS, "adx"), (ANALYSTS, "analyst")):
+        assert stat.S_IMODE(password_file(ldap.settings, group, user).stat().st_mode) == 0o600
+    analyst, adx = _password(ldap, ANALYSTS, "analyst"), _password(ldap, ENGINEERS, "adx")
     assert analyst != adx
 
-    assert bind(ldap, user_dn("analyst"), analyst) == SUCCESS  # the control
-    assert bind(ldap, user_dn("analyst"), analyst + "x") == INVALID_CREDENTIALS
-    assert bind(ldap, user_dn("analyst"), adx) == INVALID_CREDENTIALS
-    assert bind(ldap, user_dn("nobody"), analyst) == INVALID_CREDENTIALS
+    assert bind(ldap, user_dn("analyst", ANALYSTS), analyst) == SUCCESS  # the control
+    assert bind(ldap, user_dn("adx", ENGINEERS), adx) == SUCCESS
+    assert bind(ldap, user_dn("analyst", ENGINEERS), analyst) == INVALID_CREDENTIALS  # not an engineer
+    assert bind(ldap, user_dn("analyst", ANALYSTS), analyst + "x") == INVALID_CREDENTIALS
+    assert bind(ldap, user_dn("analyst", ANALYSTS), adx) == INVALID_CREDENTIALS
+    assert bind(ldap, user_dn("nobody", ANALYSTS), analyst) == INVALID_CREDENTIALS
     assert bind(ldap, "", "") == INAPPROPRIATE_AUTHENTICATION  # anonymous
-    assert bind(ldap, user_dn("analyst"), "") == UNWILLING  # a name without a password
+    assert bind(ldap, user_dn("analyst", ANALYSTS), "") == UNWILLING  # a name without a password
 
 
 def test_the_password_files_are_the_users_and_hashes_stay_on_the_server(ldap):
     ldif = ldap.ldif_file.read_text()
     assert stat.S_IMODE(ldap.ldif_file.stat().st_mode) == 0o600
     assert ldif.count("userPassword: {CRYPT}$6$rounds=50000$") == 2  # salted SHA-512 crypt
-    assert _password(ldap, "analyst") not in ldif
+    assert _password(ldap, ANALYSTS, "analyst") not in ldif
 
-    folder = ldap.settings.sql_users_dir
-    (folder / "analyst.password").unlink()
-    (folder / "maria.password").write_text("a-password-for-maria\n")  # pragma: allowlist secret
+    old_password = _password(ldap, ANALYSTS, "analyst")
+    password_file(ldap.settings, ANALYSTS, "analyst").unlink()
+    password_file(ldap.settings, ANALYSTS, "maria").write_text("a-password-for-maria\n")  # pragma: allowlist secret
     ldap.stop()
     ldap.start()
-    assert ldap.status().users == ("adx", "analyst", "maria")  # start gives analyst a new password
-    assert bind(ldap, user_dn("maria"), "a-password-for-maria") == SUCCESS  # pragma: allowlist secret
+    assert ldap.status().users == ("analysts/analyst", "analysts/maria", "engineers/adx")
+    assert bind(ldap, user_dn("maria", ANALYSTS), "a-password-for-maria") == SUCCESS  # pragma: allowlist secret
+    assert bind(ldap, user_dn("analyst", ANALYSTS), old_password) == INVALID_CREDENTIALS  # a new one was made
 
 
 def test_a_password_file_that_is_no_user_name_is_refused(tmp_path):
     settings = Settings(data_dir=tmp_path, ldap_port=free_port_block(1, 22000, 22099, "the LDAP test"))
-    settings.sql_users_dir.mkdir(parents=True)
-    (settings.sql_users_dir / "cn=admin.password").write_text("x\n")
+    (settings.sql_users_dir / ANALYSTS).mkdir(parents=True)
+    (settings.sql_users_dir / ANALYSTS / "cn=admin.password").write_text("x\n")
     with pytest.raises(StackError, match="user names must match"):
+        LdapServer(settings).start()
+    (settings.sql_users_dir / ANALYSTS / "cn=admin.password").unlink()
+    (settings.sql_users_dir / ANALYSTS / "adx.password").write_text("x\n")  # the engineer, also as an analyst
+    with pytest.raises(StackError, match="in both engineers/ and analysts/"):
         LdapServer(settings).start()
