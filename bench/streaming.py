@@ -44,6 +44,7 @@ from pathlib import Path
 
 from bench.report import write_results
 from ingestion.kafka_access import KafkaUser, client_config, java_client_properties
+from ingestion.secret_files import write_private
 from ingestion.settings import PROJECT_DIR, Settings
 
 ADX = str(Path(sys.executable).parent / "adx")
@@ -232,9 +233,7 @@ def end_offsets(settings: Settings, topic_names: list[str]) -> dict[str, dict[st
 def write_client_properties(settings: Settings, path: Path, extra: dict[str, str]) -> Path:
     """A Java client properties file (mode 0600: it holds admin's password) for Kafka's perf tools."""
     properties = {**java_client_properties(settings, KafkaUser.ADMIN), **extra}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.writelines(f"{key}={value}\n" for key, value in properties.items())
+    write_private(path, "".join(f"{key}={value}\n" for key, value in properties.items()))
     return path
 
 

@@ -77,18 +77,19 @@ def client_config(settings: Settings, user: KafkaUser) -> dict[str, Any]:
 
 def java_client_properties(settings: Settings, user: KafkaUser) -> dict[str, str]:
     """The Java client's settings for `user` (Kafka's own tools; Spark's source takes them prefixed `kafka.`)."""
-    jaas = (
-        "org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="{user.value}" password="{kafka_password(settings, user)}";'
-    )
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "security.protocol": SECURITY_PROTOCOL,
         "sasl.mechanism": SASL_MECHANISM,
-        "sasl.jaas.config": jaas,
+        "sasl.jaas.config": scram_jaas(user, kafka_password(settings, user)),
         "ssl.truststore.type": "PEM",
         "ssl.truststore.location": str(_existing_ca_file(settings)),
     }
+
+
+def scram_jaas(user: KafkaUser, password: str) -> str:
+    """The JAAS line of a Java client (or the broker's own login) as `user` with SCRAM."""
+    return f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{user.value}" password="{password}";'
 
 
 def spark_kafka_options(settings: Settings, user: KafkaUser) -> dict[str, str]:

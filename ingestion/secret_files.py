@@ -20,10 +20,16 @@ def read_or_create(path: Path, new_secret: Callable[[], str]) -> str:
             return secret
     secret = new_secret()
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_private(path, secret + "\n")
+    return secret
+
+
+def write_private(path: Path, content: str | bytes) -> None:
+    """Replace path with content, mode 0600 from the first byte, atomically (a reader sees the old file or the new
+    one, never half of it): for files that hold a secret, or are made from one."""
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     partial.unlink(missing_ok=True)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(secret + "\n")
+    with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as out:
+        out.write(content)
     partial.rename(path)
-    return secret

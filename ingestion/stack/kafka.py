@@ -20,7 +20,6 @@ broker's own certificate (mutual TLS). start() writes the CA certificate and the
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 import time
 import uuid
@@ -39,7 +38,8 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from ingestion.kafka_access import SASL_MECHANISM, KafkaCredentialsError, KafkaUser, ca_file, client_config
+from ingestion.kafka_access import SASL_MECHANISM, KafkaCredentialsError, KafkaUser, ca_file, client_config, scram_jaas
+from ingestion.secret_files import write_private
 from ingestion.settings import PROJECT_DIR, Settings
 from ingestion.stack.kafka_tls import BROKER_PRINCIPAL, BrokerTls, ensure_broker_tls
 from ingestion.stack.kafka_users import ensure_users_and_acls, user_password
@@ -154,7 +154,7 @@ class KafkaBroker:
         tls = ensure_broker_tls(self.tls_dir)
         self._publish_ca_certificate(tls)
         admin_password = user_password(self.settings, KafkaUser.ADMIN)
-        _write_private(self.properties_file, self._server_properties(tls, admin_password))
+        write_private(self.properties_file, self._server_properties(tls, admin_password))
         if not (self.data_dir / "meta.properties").exists():
             self._format_storage(java, admin_password)
         elif not (self.home / SCRAM_FORMAT_MARKER).exists():
@@ -262,10 +262,7 @@ class KafkaBroker:
             "ssl.truststore.location": tls.ca_certificate,
             "sasl.enabled.mechanisms": SASL_MECHANISM,
             "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
-            f"listener.name.client.{scram}.sasl.jaas.config": (
-                "org.apache.kafka.common.security.scram.ScramLoginModule required "
-                f'username="{KafkaUser.ADMIN.value}" password="{admin_password}";'
-            ),
+            f"listener.name.client.{scram}.sasl.jaas.config": scram_jaas(KafkaUser.ADMIN, admin_password),
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "super.users": f"User:{KafkaUser.ADMIN.value};{BROKER_PRINCIPAL}",
             "allow.everyone.if.no.acl.found": "false",
@@ -407,13 +404,6 @@ def _admin(settings: Settings, on_error: Callable[[KafkaError], None] | None = N
     if on_error is not None:
         config["error_cb"] = on_error
     return AdminClient(config)
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
 
 
 def _random_cluster_id() -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ingestion.secret_files import write_private
 
 BROKER_COMMON_NAME = "adx-kafka-broker"
 # The principal a client certificate of that subject gets under Kafka's default mapping (the whole DN).
@@ -42,7 +43,7 @@ def ensure_broker_tls(tls_dir: Path) -> BrokerTls:
     ca_key_file, ca_file, keystore = tls_dir / "ca.key", tls_dir / "ca.pem", tls_dir / "broker.pem"
     if not (ca_key_file.is_file() and ca_file.is_file()):
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        _write_private(ca_key_file, _pkcs8(ca_key))
+        write_private(ca_key_file, _pkcs8(ca_key))
         ca_file.write_bytes(_new_ca_certificate(ca_key).public_bytes(serialization.Encoding.PEM))
     ca_key = serialization.load_pem_private_key(ca_key_file.read_bytes(), password=None)
     ca_certificate = x509.load_pem_x509_certificate(ca_file.read_bytes())
@@ -50,7 +51,7 @@ def ensure_broker_tls(tls_dir: Path) -> BrokerTls:
         broker_key = ec.generate_private_key(ec.SECP256R1())
         certificate = _new_broker_certificate(broker_key, ca_key, ca_certificate)
         chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (certificate, ca_certificate))
-        _write_private(keystore, _pkcs8(broker_key) + chain)
+        write_private(keystore, _pkcs8(broker_key) + chain)
     return BrokerTls(ca_certificate=ca_file, keystore=keystore)
 
 
@@ -126,15 +127,6 @@ def _pkcs8(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def _write_private(path: Path, content: bytes) -> None:
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.unlink(missing_ok=True)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(content)
-    partial.rename(path)
 
 
 def _now() -> dt.datetime:

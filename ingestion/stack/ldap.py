@@ -31,7 +31,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingestion.secret_files import read_or_create
+from ingestion.secret_files import read_or_create, write_private
 from ingestion.settings import Settings
 from ingestion.stack.process import ManagedProcess, StackError, ensure_ports_free, port_open, wait_until
 
@@ -111,7 +111,7 @@ class LdapServer:
             read_or_create(password_file(self.settings, group, name), lambda: secrets.token_urlsafe(24))
         self.home.mkdir(parents=True, exist_ok=True)
         self.conf_file.write_text(self._slapd_conf())
-        self._write_private(self.ldif_file, self._users_ldif())
+        write_private(self.ldif_file, self._users_ldif())
         self._load_database()
         # -d 0: stay in the foreground (ManagedProcess tracks it), logging nothing but errors to its output.
         command = [str(SLAPD), "-d", "0", "-h", f"{self.url}/", "-f", str(self.conf_file)]
@@ -210,12 +210,6 @@ access to *
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise StackError(f"slapadd could not load {self.ldif_file}:\n{result.stdout}{result.stderr}")
-
-    @staticmethod
-    def _write_private(path: Path, text: str) -> None:
-        path.touch(mode=0o600)
-        path.chmod(0o600)
-        path.write_text(text)
 
 
 def _crypt_hash(password: str) -> str:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingestion.raw_encryption import KEY_LIST_CONF, kms_client_jars
+from ingestion.secret_files import write_private
 from ingestion.settings import LOOPBACK_ONLY_ENV, PROJECT_DIR, Settings
 from ingestion.stack.lake_access import ANALYST_HDFS_USER, open_marts_only
 from ingestion.stack.ldap import ANALYSTS, DEFAULT_USERS, ENGINEERS, LdapServer, group_dn, password_file
@@ -216,9 +217,7 @@ class ThriftServer:
         self.conf_file.parent.mkdir(parents=True, exist_ok=True)
         lines = ["# Written by ingestion/stack/thrift.py on every start; edit the settings, not this file."]
         lines += [f"{key} {value}" for key, value in sorted(conf.items())]
-        self.conf_file.touch(mode=0o600)
-        self.conf_file.chmod(0o600)
-        self.conf_file.write_text("\n".join(lines) + "\n")
+        write_private(self.conf_file, "\n".join(lines) + "\n")
 
 
 class AnalystThriftServer(ThriftServer):
