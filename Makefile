@@ -14,7 +14,7 @@ SLAPD_STAMP := $(VENV)/.slapd
 BENCH_ARGS ?= --suite all
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run run-stack airflow elementary test test-fast bench lint audit setup jars kafka-jars hadoop-jars postgres prometheus clean
+.PHONY: run run-stack airflow elementary test test-fast test-slow test-all bench lint audit setup jars kafka-jars hadoop-jars postgres prometheus clean
 
 ## run: set up, then generate → load → transform → report → verify on the embedded warehouse
 run: setup
@@ -38,13 +38,21 @@ elementary: setup
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-elementary.txt
 	$(BIN)/adx elementary enable
 
-## test: set up, then the whole test suite (fast tier and integration tier)
+## test: set up, then the fast unit tier and the integration tier (Spark, dbt, services); not the slow tier
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow"
 
 ## test-fast: unit tests only (no Spark, no dbt)
 test-fast: setup
 	$(BIN)/pytest -m "not integration"
+
+## test-slow: the long end-to-end scenarios only (Airflow DAG runs day by day, the whole shared stack)
+test-slow: setup
+	$(BIN)/pytest -m slow
+
+## test-all: every tier
+test-all: setup
+	$(BIN)/pytest
 
 ## bench: generate, load and dbt build at 1M, 4M and 10M impressions beside a hand-written PySpark job and DuckDB on
 ## the same input; fixed cost; incremental run against 1, 7 and 30 days of history; streaming at 1M; analyst queries

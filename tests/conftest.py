@@ -28,6 +28,13 @@ def pytest_configure(config) -> None:
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="adx-test-airflow-home-")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules that read `built_warehouse` run first, together, so the warehouse is built once: a module in between
+    that reloads the session's lake (tests/loader, test_incremental) would make the next reader build it again."""
+    readers = {item.module for item in items if "built_warehouse" in item.fixturenames}
+    items.sort(key=lambda item: item.module not in readers)  # a stable sort: modules stay whole and in order
+
+
 @pytest.fixture(scope="session")
 def warehouse_settings(tmp_path_factory) -> Settings:
     data_dir: Path = tmp_path_factory.mktemp("adx-data")

@@ -33,7 +33,7 @@ from ingestion.orchestration.intervals import interval_of_run
 from ingestion.settings import Settings
 from ingestion.stack.kafka import KafkaBroker, ensure_topics
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DAYS = [date(2026, 11, 1) + timedelta(days=n) for n in range(3)]
 SCALE = 1_500

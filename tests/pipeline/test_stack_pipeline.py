@@ -34,7 +34,7 @@ from ingestion.settings import PROJECT_DIR, Settings
 from ingestion.stack.ldap import ANALYSTS, group_dn, password_file
 from ingestion.stack.thrift import spark_home
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ADX = str(Path(sys.executable).parent / "adx")
 DATASET = ["--days", "2", "--scale", "20000", "--seed", "7"]  # the dataset of the built_warehouse fixture

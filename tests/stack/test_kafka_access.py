@@ -7,12 +7,12 @@ import socket
 import ssl
 import stat
 import struct
-import time
 import uuid
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka_offsets import end_offsets
 
 from ingestion.kafka_access import KafkaUser, password_file
 from ingestion.stack.kafka_tls import ensure_broker_tls
@@ -30,16 +30,8 @@ pytestmark = pytest.mark.integration
 
 def _end_offsets(kafka_broker, topic: str) -> dict[int, int]:
     consumer = Consumer({**kafka_broker.client_config(), "group.id": f"test-{uuid.uuid4()}"})
-    deadline = time.monotonic() + 30
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        while True:  # right after the broker started, a partition may have no leader yet
-            try:
-                return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        return end_offsets(consumer, topic)
     finally:
         consumer.close()
 

@@ -83,6 +83,15 @@ def test_the_password_files_are_the_users_and_hashes_stay_on_the_server(ldap):
     assert bind(ldap, user_dn("maria", ANALYSTS), "a-password-for-maria") == SUCCESS  # pragma: allowlist secret
     assert bind(ldap, user_dn("analyst", ANALYSTS), old_password) == INVALID_CREDENTIALS  # a new one was made
 
+    # A badly named file beside a running server: it still serves the users it loaded, and its status names the file.
+    bad_file = ldap.settings.sql_users_dir / ANALYSTS / "cn=admin.password"
+    bad_file.write_text("x\n")
+    try:
+        status = ldap.status()
+    finally:
+        bad_file.unlink()
+    assert status.healthy and "cn=admin" in status.detail and "user names must match" in status.detail
+
 
 def test_a_password_file_that_is_no_user_name_is_refused(tmp_path):
     settings = Settings(data_dir=tmp_path, ldap_port=free_port_block(1, 22000, 22099, "the LDAP test"))

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from kafka_offsets import end_offsets
 
 from ingestion.settings import Settings
 
@@ -21,18 +22,7 @@ class TopicWatch:
         self.start = {topic: self._end_offsets(topic) for topic in topics}
 
     def _end_offsets(self, topic: str) -> dict[int, int]:
-        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: self._end_offset(TopicPartition(topic, p)) for p in partitions}
-
-    def _end_offset(self, partition: TopicPartition) -> int:
-        deadline = time.monotonic() + 30
-        while True:  # right after the broker started, a partition may have no leader yet
-            try:
-                return self.consumer.get_watermark_offsets(partition, timeout=10)[1]
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        return end_offsets(self.consumer, topic)
 
     def new(self, topic: str) -> list[Message]:
         start, end = self.start[topic], self._end_offsets(topic)

@@ -174,8 +174,12 @@ def _lag_by_topic(checkpoints: Path, settings: Settings) -> dict[str, int]:
 @pytest.mark.parametrize(
     "failpoints",
     [
+        # A kill between the raw write and the commit: the batch that must be replaced, not appended, on restart.
+        pytest.param(["after_raw_write:2"], id="after-a-raw-write"),
         pytest.param(
-            ["before_write:1", "after_raw_write:2", "after_quarantine_write:3", "after_audit:4"], id="each-step"
+            ["before_write:1", "after_raw_write:2", "after_quarantine_write:3", "after_audit:4"],
+            id="each-step",
+            marks=pytest.mark.slow,
         ),
     ],
 )

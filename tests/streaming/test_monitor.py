@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kafka_offsets import end_offsets
 
 from ingestion.settings import PROJECT_DIR
 from ingestion.streaming.schema_catalog import SchemaCatalog
@@ -67,24 +68,14 @@ def _free_port() -> int:
 
 def _end_offsets(client_config: dict, timeout: float = 60.0) -> dict[str, dict[str, int]]:
     """The end offset of every partition of the four topics; retried while fresh topics still elect leaders."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka import Consumer
 
     consumer = Consumer({**client_config, "group.id": "adx-test-monitor-offsets"})
-    deadline = time.monotonic() + timeout
     try:
-        while True:
-            try:
-                metadata = consumer.list_topics(timeout=30)
-                offsets: dict[str, dict[str, int]] = {}
-                for topic in TOPICS:
-                    for partition in metadata.topics[topic.name].partitions:
-                        _low, high = consumer.get_watermark_offsets(TopicPartition(topic.name, partition), timeout=30)
-                        offsets.setdefault(topic.name, {})[str(partition)] = high
-                return offsets
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
+        return {
+            topic.name: {str(partition): end for partition, end in end_offsets(consumer, topic.name, timeout).items()}
+            for topic in TOPICS
+        }
     finally:
         consumer.close()
 
