@@ -132,7 +132,7 @@ def _string_columns(spark, schema: str) -> dict[str, list[str]]:
 
 def _identifier_hits(spark, table: str, columns: list[str]) -> dict[str, int]:
     """Per column, how many of the table's values are raw identifiers (one scan of the table for all its columns)."""
-    cells = ", ".join(f"'{column}', cast(`{column}` as string)" for column in columns)
+    cells = ", ".join(f"'{column}', `{column}`" for column in columns)
     rows = spark.sql(
         f"""
         select name, count(*) from (select stack({len(columns)}, {cells}) as (name, value) from {table}) as cells

@@ -19,13 +19,10 @@ class TopicWatch:
 
     def __init__(self, client_config: dict, topics: tuple[str, ...]) -> None:
         self.consumer = Consumer({**client_config, "group.id": f"test-watch-{uuid.uuid4()}"})
-        self.start = {topic: self._end_offsets(topic) for topic in topics}
-
-    def _end_offsets(self, topic: str) -> dict[int, int]:
-        return end_offsets(self.consumer, topic)
+        self.start = {topic: end_offsets(self.consumer, topic) for topic in topics}
 
     def new(self, topic: str) -> list[Message]:
-        start, end = self.start[topic], self._end_offsets(topic)
+        start, end = self.start[topic], end_offsets(self.consumer, topic)
         wanted = sum(end[p] - start[p] for p in start)
         self.consumer.assign([TopicPartition(topic, p, start[p]) for p in start if end[p] > start[p]])
         messages: list[Message] = []
