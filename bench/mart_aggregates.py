@@ -21,6 +21,9 @@ MART_AGGREGATES: dict[str, tuple[list[str], list[str]]] = {
             "count(*)",
             "count(distinct impression_id)",
             "count(distinct user_id)",
+            # the ids themselves: a peer that left them raw (not pseudonymised) differs here
+            "min(user_id)",
+            "max(user_id)",
             "sum(cost_usd)",
             "count_if(is_clicked)",
             "count_if(is_rtb)",
@@ -40,6 +43,8 @@ MART_AGGREGATES: dict[str, tuple[list[str], list[str]]] = {
         [
             "count(*)",
             "count(distinct click_id)",
+            "min(user_id)",
+            "max(user_id)",
             "count_if(has_impression)",
             "count(distinct impression_id)",
             "count(age_band)",
@@ -53,6 +58,8 @@ MART_AGGREGATES: dict[str, tuple[list[str], list[str]]] = {
         [
             "count(*)",
             "count(distinct conversion_id)",
+            "min(user_id)",
+            "max(user_id)",
             "sum(conversion_value_usd)",
             "count_if(attribution_type = 'click')",
             "count_if(attribution_type = 'view_through')",

@@ -4,7 +4,8 @@ partitioned by date and campaign, facts bucketed by user id) to the database `pe
 
 It is what a careful engineer would write by hand for this one job: only the columns the marts need, valid rows
 filtered before deduplication (the marts never see rejected rows), each source parsed once and kept for its
-several uses, reference data broadcast, and no intermediate tables or tests. The rules are those of the dbt models
+several uses, reference data broadcast, and no intermediate tables or tests. User ids are pseudonymised as staging
+does it (HMAC-SHA-256 under the warehouse's key), so the marts hold the same ids. The rules are those of the dbt models
 (docs/data_contract.md); bench/mart_aggregates.py checks that the output is the same.
 """
 
@@ -39,6 +40,13 @@ def _text(column: str) -> Column:
 
 def _timestamp(column: str) -> Column:
     return F.try_to_timestamp(_text(column))
+
+
+def _pseudonym(user_id: Column, pads: tuple[bytes, bytes]) -> Column:
+    """HMAC-SHA-256 of the id as 64 hex digits, as macros/pseudonymise.sql computes it from the same padded keys."""
+    inner_pad, outer_pad = pads
+    inner_hash = F.unhex(F.sha2(F.concat(F.lit(inner_pad), F.encode(user_id, "UTF-8")), 256))
+    return F.sha2(F.concat(F.lit(outer_pad), inner_hash), 256)
 
 
 def _device_type(column: str) -> Column:
@@ -83,11 +91,11 @@ def read_seeds(spark: SparkSession, seeds_dir: Path, seed_types: dict[str, dict[
     }
 
 
-def valid_impressions(spark: SparkSession, seeds: dict[str, DataFrame]) -> DataFrame:
+def valid_impressions(spark: SparkSession, seeds: dict[str, DataFrame], pads: tuple[bytes, bytes]) -> DataFrame:
     parsed = spark.table("raw.impressions").select(
         _text("event_id").alias("impression_id"),
         _timestamp("event_time").alias("impression_at"),
-        _text("user_id").alias("user_id"),
+        _pseudonym(_text("user_id"), pads).alias("user_id"),
         _text("campaign_id").alias("campaign_id"),
         _text("ad_id").alias("ad_id"),
         F.lower(_text("site_domain")).alias("site_domain"),
@@ -114,11 +122,11 @@ def valid_impressions(spark: SparkSession, seeds: dict[str, DataFrame]) -> DataF
     return _first_copy(valid, "impression_id", "impression_at").withColumn("event_date", F.to_date("impression_at"))
 
 
-def valid_clicks(spark: SparkSession, seeds: dict[str, DataFrame]) -> DataFrame:
+def valid_clicks(spark: SparkSession, seeds: dict[str, DataFrame], pads: tuple[bytes, bytes]) -> DataFrame:
     parsed = spark.table("raw.clicks").select(
         _text("click_id").alias("click_id"),
         _timestamp("click_time").alias("clicked_at"),
-        _text("user_id").alias("user_id"),
+        _pseudonym(_text("user_id"), pads).alias("user_id"),
         _text("campaign_id").alias("campaign_id"),
         _text("ad_id").alias("ad_id"),
         _device_type("device_type").alias("device_type"),
@@ -132,12 +140,12 @@ def valid_clicks(spark: SparkSession, seeds: dict[str, DataFrame]) -> DataFrame:
     return _first_copy(valid, "click_id", "clicked_at").withColumn("event_date", F.to_date("clicked_at"))
 
 
-def valid_conversions(spark: SparkSession, seeds: dict[str, DataFrame]) -> DataFrame:
+def valid_conversions(spark: SparkSession, seeds: dict[str, DataFrame], pads: tuple[bytes, bytes]) -> DataFrame:
     value = F.trim("value")
     parsed = spark.table("raw.conversions").select(
         _text("conversion_id").alias("conversion_id"),
         _timestamp("conversion_time").alias("converted_at"),
-        _text("user_id").alias("user_id"),
+        _pseudonym(_text("user_id"), pads).alias("user_id"),
         _text("campaign_id").alias("campaign_id"),
         F.lower(_text("conversion_type")).alias("conversion_type"),
         value.try_cast("decimal(18,6)").alias("conversion_value"),
@@ -195,6 +203,7 @@ def build_marts(
     seed_types: dict[str, dict[str, str]],
     windows: dict[str, int],
     user_buckets: int,
+    pads: tuple[bytes, bytes],
 ) -> None:
     seeds = read_seeds(spark, seeds_dir, seed_types)
     campaigns = F.broadcast(
@@ -204,7 +213,7 @@ def build_marts(
     )
     users = F.broadcast(
         seeds["user_demographics"].select(
-            "user_id",
+            _pseudonym(F.col("user_id"), pads).alias("user_id"),
             "age_band",
             "gender",
             F.col("region").alias("user_region"),
@@ -213,9 +222,9 @@ def build_marts(
     )
     countries = seeds["geo_countries"].select("country_code", "country_name", F.col("region").alias("country_region"))
 
-    impressions = valid_impressions(spark, seeds).persist(StorageLevel.MEMORY_AND_DISK)
-    clicks = valid_clicks(spark, seeds).persist(StorageLevel.MEMORY_AND_DISK)
-    conversions = valid_conversions(spark, seeds)
+    impressions = valid_impressions(spark, seeds, pads).persist(StorageLevel.MEMORY_AND_DISK)
+    clicks = valid_clicks(spark, seeds, pads).persist(StorageLevel.MEMORY_AND_DISK)
+    conversions = valid_conversions(spark, seeds, pads)
     bid_requests = valid_bid_requests(spark, seeds)
 
     # Clicks: the latest impression of the same user, campaign and ad at most the window earlier.
@@ -489,6 +498,7 @@ def measure(settings) -> dict:
     import time
 
     from bench.mart_aggregates import mart_aggregates
+    from ingestion.pseudonyms import hmac_pads, pseudonym_key
     from ingestion.settings import PROJECT_DIR
     from ingestion.spark import get_spark
 
@@ -499,7 +509,7 @@ def measure(settings) -> dict:
 
     configuration = project_config()
     started = time.perf_counter()
-    build_marts(spark, PROJECT_DIR / "seeds", **configuration)
+    build_marts(spark, PROJECT_DIR / "seeds", **configuration, pads=hmac_pads(pseudonym_key(settings)))
     job_s = time.perf_counter() - started
 
     def fetch(query: str) -> list:
