@@ -498,7 +498,7 @@ def measure(settings) -> dict:
     import time
 
     from bench.mart_aggregates import mart_aggregates
-    from ingestion.pseudonyms import hmac_pads, pseudonym_key
+    from ingestion.pseudonyms import pseudonym_pads
     from ingestion.settings import PROJECT_DIR
     from ingestion.spark import get_spark
 
@@ -509,7 +509,7 @@ def measure(settings) -> dict:
 
     configuration = project_config()
     started = time.perf_counter()
-    build_marts(spark, PROJECT_DIR / "seeds", **configuration, pads=hmac_pads(pseudonym_key(settings)))
+    build_marts(spark, PROJECT_DIR / "seeds", **configuration, pads=pseudonym_pads(settings))
     job_s = time.perf_counter() - started
 
     def fetch(query: str) -> list:

@@ -42,9 +42,14 @@ def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
     return bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
 
 
+def pseudonym_pads(settings: Settings) -> tuple[bytes, bytes]:
+    """The padded keys (inner, outer) of the warehouse's pseudonym key."""
+    return hmac_pads(pseudonym_key(settings))
+
+
 def pseudonym_env(settings: Settings) -> dict[str, str]:
     """The environment variables profiles/profiles.yml reads the padded keys from (hex)."""
-    inner, outer = hmac_pads(pseudonym_key(settings))
+    inner, outer = pseudonym_pads(settings)
     return {INNER_PAD_ENV: inner.hex(), OUTER_PAD_ENV: outer.hex()}
 
 

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from bench import duckdb_peer, pyspark_peer
 from bench.mart_aggregates import differences, mart_aggregates
 from ingestion.loader import RAW_PARTITION_COLUMNS
-from ingestion.pseudonyms import hmac_pads, pseudonym, pseudonym_key, pseudonym_session_conf
+from ingestion.pseudonyms import pseudonym, pseudonym_pads, pseudonym_session_conf
 from ingestion.settings import PROJECT_DIR
 from ingestion.transform import run_dbt
 
@@ -27,7 +27,7 @@ def dbt_aggregates(spark, built_warehouse) -> dict:
 
 def test_the_pyspark_job_builds_the_marts_of_dbt(spark, built_warehouse, dbt_aggregates):
     try:
-        pads = hmac_pads(pseudonym_key(built_warehouse.settings))
+        pads = pseudonym_pads(built_warehouse.settings)
         pyspark_peer.build_marts(spark, PROJECT_DIR / "seeds", **pyspark_peer.project_config(), pads=pads)
         peer = mart_aggregates(lambda query: spark.sql(query).collect(), pyspark_peer.DATABASE)
     finally:
@@ -37,7 +37,7 @@ def test_the_pyspark_job_builds_the_marts_of_dbt(spark, built_warehouse, dbt_agg
 
 
 def test_the_pyspark_job_pseudonymises_user_ids_as_staging_does(spark, warehouse_settings):
-    pads = hmac_pads(pseudonym_key(warehouse_settings))
+    pads = pseudonym_pads(warehouse_settings)
     ids = ["u_0001", " u_0002 ", "usér"]
     rows = spark.createDataFrame([(user_id,) for user_id in ids], "user_id string").select(
         pyspark_peer._pseudonym(F.trim("user_id"), pads).alias("pseudonym")

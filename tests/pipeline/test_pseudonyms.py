@@ -16,7 +16,7 @@ import pytest
 from parquet_footers import footer_kinds, table_folder
 
 from ingestion.erasure import ERASURE_LOG, RAW_USER_ID, built_tables_with_user_id, erase_users
-from ingestion.pseudonyms import hmac_pads, pseudonym, pseudonym_key
+from ingestion.pseudonyms import pseudonym, pseudonym_key, pseudonym_pads
 from ingestion.raw_encryption import KEY_LIST_CONF, raw_parquet_master_key
 from ingestion.sources import SOURCES
 from ingestion.transform import run_dbt
@@ -89,7 +89,7 @@ def test_no_table_analysts_can_reach_holds_a_raw_user_id_or_ip(spark, built_ware
 
 def test_the_key_is_in_dbts_spark_session_only(spark, built_warehouse):
     settings = built_warehouse.settings
-    inner, outer = (pad.hex() for pad in hmac_pads(pseudonym_key(settings)))
+    inner, outer = (pad.hex() for pad in pseudonym_pads(settings))
     raw_master_key = raw_parquet_master_key(settings)
     secrets = (inner, outer, pseudonym_key(settings).decode(), raw_master_key)
     assert spark.conf.get("adx.pseudonym.inner_pad") == inner  # where dbt's session keeps it
