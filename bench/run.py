@@ -97,6 +97,10 @@ def fixed_cost_markdown(fixed: dict, results: list[dict]) -> list[str]:
         f"Fixed cost, measured as the same run at {fixed['size']:,} impressions/day: JVM and Spark session start "
         f"{fixed['jvm_start_s']:.1f} s, dbt full parse {fixed['dbt_parse_s']:.1f} s, dbt build "
         f"{fixed['dbt_build_s']:.1f} s ({fixed['dbt_nodes']} nodes, {per_node:.2f} s a node).",
+    ]
+    if not results:
+        return lines
+    lines += [
         "",
         "| impressions/day | dbt build s | of which fixed s | fixed share | work on data s |",
         "|---:|---:|---:|---:|---:|",
@@ -146,8 +150,28 @@ def peers_markdown(results: list[dict]) -> list[str]:
 
 
 def summary_markdown(results: list[dict], fixed: dict | None = None) -> str:
+    """The report's markdown: the sizes' tables when sizes were measured, and the fixed cost when it was."""
+    lines = [f"# make bench, {date.today().isoformat()}"]
+    if results:
+        lines += sizes_markdown(results)
+    if any("peers" in r for r in results):
+        lines += peers_markdown([r for r in results if "peers" in r])
+    if fixed:
+        lines += fixed_cost_markdown(fixed, results)
+    for r in results:
+        lines += [
+            "",
+            f"Slowest dbt nodes at {r['size']:,} impressions/day "
+            f"(all {r['dbt_nodes']} nodes: {r['dbt_node_seconds_total']:.1f} s of {r['dbt_build_s']:.1f} s):",
+            "",
+        ]
+        lines += [f"- {n['node']}: {n['seconds']:.1f} s" for n in r["dbt_slowest_nodes"]]
+    return "\n".join(lines) + "\n"
+
+
+def sizes_markdown(results: list[dict]) -> list[str]:
+    """Throughput of each stage and peak memory per stage, one row per size."""
     lines = [
-        f"# make bench, {date.today().isoformat()}",
         "",
         "Embedded warehouse, local[2], one process per size. Events = records written to the landing files "
         "(impressions, clicks, conversions, bid requests).",
@@ -178,19 +202,7 @@ def summary_markdown(results: list[dict], fixed: dict | None = None) -> str:
             + " | ".join("-" if mib is None else f"{mib:,.0f}" for mib in peers)
             + " |"
         )
-    if any("peers" in r for r in results):
-        lines += peers_markdown([r for r in results if "peers" in r])
-    if fixed:
-        lines += fixed_cost_markdown(fixed, results)
-    for r in results:
-        lines += [
-            "",
-            f"Slowest dbt nodes at {r['size']:,} impressions/day "
-            f"(all {r['dbt_nodes']} nodes: {r['dbt_node_seconds_total']:.1f} s of {r['dbt_build_s']:.1f} s):",
-            "",
-        ]
-        lines += [f"- {n['node']}: {n['seconds']:.1f} s" for n in r["dbt_slowest_nodes"]]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def measure_in_subprocess(size: int, days: int, seed: int, peers: bool = True) -> dict:
@@ -356,7 +368,7 @@ def main() -> None:
     )
 
     name = date.today().isoformat() + (f"-{args.label}" if args.label else "")
-    markdown = summary_markdown(results, fixed) if results else f"# make bench, {date.today().isoformat()}\n"
+    markdown = summary_markdown(results, fixed)
     if any("peers" in r for r in results):
         plot = throughput_plot([r for r in results if "peers" in r], RESULTS_DIR / f"{name}-throughput.png")
         markdown += f"\n![events per second against size]({plot.name})\n"
