@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,12 @@ from ingestion.stack.process import PortInUseError
 
 def pytest_configure(config) -> None:
     # Airflow, imported by a test through Cosmos, would otherwise create ~/airflow; DAG runs get their own home.
-    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="adx-test-airflow-home-")
+    config.adx_airflow_home = tempfile.mkdtemp(prefix="adx-test-airflow-home-")
+    os.environ["AIRFLOW_HOME"] = config.adx_airflow_home
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(config.adx_airflow_home, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
