@@ -154,8 +154,9 @@ def summary_markdown(results: list[dict], fixed: dict | None = None) -> str:
     lines = [f"# make bench, {date.today().isoformat()}"]
     if results:
         lines += sizes_markdown(results)
-    if any("peers" in r for r in results):
-        lines += peers_markdown([r for r in results if "peers" in r])
+    with_peers = [r for r in results if "peers" in r]
+    if with_peers:
+        lines += peers_markdown(with_peers)
     if fixed:
         lines += fixed_cost_markdown(fixed, results)
     for r in results:
