@@ -7,17 +7,21 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from typing import TYPE_CHECKING
 
 from ingestion.dbt_secrets import dbt_secret_env
 from ingestion.settings import PROJECT_DIR, Settings
+
+if TYPE_CHECKING:
+    from dbt.cli.main import dbtRunnerResult
 
 
 class DbtError(RuntimeError):
     """A dbt command failed (a model, a test, or dbt itself)."""
 
 
-def run_dbt(settings: Settings, args: list[str]) -> None:
-    """Invoke dbt with `args`; raise DbtError when it does not succeed.
+def run_dbt(settings: Settings, args: list[str]) -> dbtRunnerResult:
+    """Invoke dbt with `args` and return its result; raise DbtError when it does not succeed.
 
     The embedded target's Spark session lives in this process, so a SparkSession started earlier by
     ingestion.spark.get_spark (same settings) is the one dbt uses.
@@ -31,6 +35,7 @@ def run_dbt(settings: Settings, args: list[str]) -> None:
     if not result.success:
         reason = f": {result.exception}" if result.exception else ""
         raise DbtError(f"dbt {' '.join(args)} failed{reason}")
+    return result
 
 
 def discard_saved_parse(settings: Settings) -> None:

@@ -8,6 +8,17 @@ where not ({{ expression }})
 {%- if where %} and ({{ where }}){% endif %}
 {% endtest %}
 
+{#- A key column: unique and never NULL, checked in one aggregation instead of dbt's two scans (unique, not_null).
+    Fails on each key held by more than one row and, if any row has no key, on the NULL key. -#}
+{% test primary_key(model, column_name) %}
+select
+    {{ column_name }},
+    count(*) as occurrences
+from {{ model }}
+group by {{ column_name }}
+having count(*) > 1 or {{ column_name }} is null
+{% endtest %}
+
 {% test unique_combination_of_columns(model, combination_of_columns) %}
 select
     {{ combination_of_columns | join(', ') }},
