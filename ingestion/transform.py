@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from dbt.cli.main import dbtRunnerResult
 
 
+# dbt's unit tests check the models' logic on fixed rows, not a run's data: they run with the code's tests
+# (tests/conftest.py, after every warehouse the suite builds), and production leaves them out as dbt advises, on the
+# command line (build) or through dbt's environment variable (the Airflow tasks).
+PRODUCTION_EXCLUDED_RESOURCE_TYPE = "unit_test"
+PRODUCTION_DBT_ENV = {"DBT_EXCLUDE_RESOURCE_TYPES": PRODUCTION_EXCLUDED_RESOURCE_TYPE}
+
+
 class DbtError(RuntimeError):
     """A dbt command failed (a model, a test, or dbt itself)."""
 
@@ -63,13 +70,13 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
 def build(
     settings: Settings, run_date: date | None = None, select: str | None = None, arrival_start: date | None = None
 ) -> None:
-    """`dbt build`: seeds, models and their tests. With run_date, incremental models rebuild that date and the
-    lookback before it, and the staging base tables re-validate the arrival dates from arrival_start (default:
-    run_date - lookback_days) on; without, every date."""
+    """`dbt build`: seeds, models and their data tests, without the unit tests. With run_date, incremental models
+    rebuild that date and the lookback before it, and the staging base tables re-validate the arrival dates from
+    arrival_start (default: run_date - lookback_days) on; without, every date."""
     dbt_vars = {"run_date": run_date.isoformat() if run_date else None}
     if arrival_start:
         dbt_vars["arrival_start_date"] = arrival_start.isoformat()
-    args = ["build", "--vars", json.dumps(dbt_vars)]
+    args = ["build", "--vars", json.dumps(dbt_vars), "--exclude-resource-type", PRODUCTION_EXCLUDED_RESOURCE_TYPE]
     if select:
         args += ["--select", select]
     run_dbt(settings, args)

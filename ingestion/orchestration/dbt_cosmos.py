@@ -26,6 +26,7 @@ from ingestion.dbt_secrets import dbt_secret_env
 from ingestion.metastore_lock import hold_embedded_metastore
 from ingestion.orchestration.tasks import manifest_dir
 from ingestion.settings import PROJECT_DIR, Settings
+from ingestion.transform import PRODUCTION_DBT_ENV
 
 INTERVAL_TASK_ID = "dbt_interval"
 CHECK_DATA_TASK_ID = "check_data"  # adx_transform's last task: anomaly tests and status metrics
@@ -82,7 +83,7 @@ def cosmos_task_group_kwargs(settings: Settings) -> dict[str, Any]:
         raise ValueError("ADX_AIRFLOW_DBT_TEST_BEHAVIOR=build needs ADX_AIRFLOW_DBT_EXECUTION_MODE=local")
     operator_args: dict[str, Any] = {
         "vars": DBT_VARS_TEMPLATE,
-        "env": settings.dbt_env(),
+        "env": settings.dbt_env() | PRODUCTION_DBT_ENV,
         "install_deps": False,
         "pre_execute": prepare_for_dbt_on_retry if watcher else prepare_for_dbt,
     }

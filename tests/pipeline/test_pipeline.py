@@ -35,34 +35,43 @@ def test_marts_reproduce_the_ground_truth(spark, built):
     assert verify(spark, settings, as_of=DAY_2) == []
 
 
-def test_the_build_recorded_every_node_in_ops_run_results(spark, built):
-    """The on-run-end hook wrote one row per node of the build: what ran, how it ended, how long it took."""
-    latest = spark.sql(
-        """
+def _latest_invocation(spark, command: str) -> list:
+    """Nodes of the latest dbt invocation of `command` in ops.dbt_run_results, by resource type and status."""
+    return spark.sql(
+        f"""
         select resource_type, status, count(*) as nodes, min(execution_seconds) as fastest, count(distinct command)
             as commands
         from ops.dbt_run_results
         where invocation_id = (
-            select max_by(invocation_id, run_started_at) from ops.dbt_run_results where command = 'build'
+            select max_by(invocation_id, run_started_at) from ops.dbt_run_results where command = '{command}'
         )
         group by resource_type, status
         """
     ).collect()
+
+
+def test_the_build_recorded_every_node_in_ops_run_results(spark, built):
+    """The on-run-end hook wrote one row per node of the build: what ran, how it ended, how long it took. The
+    build runs the data tests and leaves the unit tests out (ingestion/transform.py)."""
+    latest = _latest_invocation(spark, "build")
     by_kind = {(row.resource_type, row.status): row.nodes for row in latest}
     project = json.loads((PROJECT_DIR / "target" / "manifest.json").read_text())
     models = sum(1 for node in project["nodes"].values() if node["resource_type"] == "model")
     tests = sum(1 for node in project["nodes"].values() if node["resource_type"] == "test")
-    assert by_kind == {
-        ("seed", "success"): 5,
-        ("model", "success"): models,
-        ("test", "pass"): tests,
-        ("unit_test", "pass"): 5,
-    }
+    assert by_kind == {("seed", "success"): 5, ("model", "success"): models, ("test", "pass"): tests}
     assert all(row.fastest > 0 and row.commands == 1 for row in latest)
     anomaly_tests = spark.sql(
         "select count(*) from ops.dbt_run_results where tags like '%anomaly%' and status = 'pass'"
     ).first()[0]
     assert anomaly_tests >= 14  # two days of history: nothing to flag, and every anomaly test ran
+
+
+def test_the_unit_tests_ran_after_the_build_and_passed(spark, built):
+    """built_warehouse runs `dbt test --resource-type unit_test` after the build: every unit test, nothing else."""
+    project = json.loads((PROJECT_DIR / "target" / "manifest.json").read_text())
+    assert len(project["unit_tests"]) == 5
+    by_kind = {(row.resource_type, row.status): row.nodes for row in _latest_invocation(spark, "test")}
+    assert by_kind == {("unit_test", "pass"): 5}
 
 
 def test_every_bad_record_is_quarantined_or_rejected_with_its_reason(spark, built):
