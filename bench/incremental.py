@@ -29,7 +29,7 @@ def measure_history(history_days: int, size: int, seed: int, data_dir: Path, ful
     from ingestion.generator import generate
     from ingestion.loader import load
     from ingestion.spark import get_spark
-    from ingestion.transform import build, run_dbt
+    from ingestion.transform import build
     from ingestion.verify import verify
 
     settings = Settings(data_dir=data_dir)
@@ -58,7 +58,7 @@ def measure_history(history_days: int, size: int, seed: int, data_dir: Path, ful
     if full_rebuild:
         before = snapshot(spark)
         started = time.perf_counter()
-        run_dbt(settings, ["build", "--full-refresh", "--vars", json.dumps({"run_date": new_day.isoformat()})])
+        build(settings, run_date=new_day, full_refresh=True)
         result["full_rebuild_s"] = time.perf_counter() - started
         reads = snapshot(spark) - before
         result |= {"full_rebuild_files_read": reads.files, "full_rebuild_bytes_read": reads.bytes}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -75,16 +76,39 @@ def measure_one(size: int, days: int, seed: int, data_dir: Path) -> dict:
     with peaks.stage("dbt_build"):
         build(settings)
     timings["dbt_build_s"] = time.perf_counter() - started
-    nodes = dbt_node_seconds()
-    timings["dbt_nodes"] = len(nodes)
-    # dbt runs one node at a time (threads: 1), so node times add up: models and seeds apart from tests.
-    timings["dbt_model_seconds"] = sum(n["seconds"] for n in nodes if n["node"].startswith(("model.", "seed.")))
-    timings["dbt_test_seconds"] = sum(n["seconds"] for n in nodes if n["node"].startswith("test."))
-    timings["dbt_node_seconds_total"] = sum(n["seconds"] for n in nodes)
-    timings["dbt_slowest_nodes"] = nodes[:10]
+    timings |= build_node_seconds()
     timings["verified"] = verify(spark, settings, as_of=summary.arrival_dates[-1]) == []
     spark.stop()
     timings["peak_rss_bytes"] = peaks.bytes  # this process and the Spark JVM, per stage
+    return timings
+
+
+def build_node_seconds() -> dict:
+    """The last build's node times. dbt runs one node at a time (threads: 1), so they add up: models and seeds
+    apart from tests."""
+    nodes = dbt_node_seconds()
+    return {
+        "dbt_nodes": len(nodes),
+        "dbt_model_seconds": sum(n["seconds"] for n in nodes if n["node"].startswith(("model.", "seed."))),
+        "dbt_test_seconds": sum(n["seconds"] for n in nodes if n["node"].startswith("test.")),
+        "dbt_node_seconds_total": sum(n["seconds"] for n in nodes),
+        "dbt_slowest_nodes": nodes[:10],
+    }
+
+
+def measure_rebuild(data_dir: Path) -> dict:
+    """A further round on the warehouse measure_one built, in a process of its own: `dbt build --full-refresh` of
+    the same raw tables, timed as the first build is (the Spark session started beforehand)."""
+    from ingestion.spark import get_spark
+    from ingestion.transform import build
+
+    settings = build_settings(data_dir)
+    spark = get_spark(settings)
+    spark.sql("select 1").collect()
+    started = time.perf_counter()
+    build(settings, full_refresh=True)
+    timings = {"dbt_build_s": time.perf_counter() - started} | build_node_seconds()
+    spark.stop()
     return timings
 
 
@@ -149,6 +173,76 @@ def peers_markdown(results: list[dict]) -> list[str]:
     return lines
 
 
+ROUND_COLUMNS = (
+    "dbt_build_s",
+    "dbt_model_seconds",
+    "dbt_test_seconds",
+    "pyspark_s",
+    "duckdb_s",
+    "dbt/pyspark",
+    "dbt_models/pyspark",
+    "dbt/duckdb",
+)
+
+
+def round_figures(this_round: dict) -> dict:
+    """One round's times and ratios; a peer's time is None when its marts differ from dbt's (or it did not run)."""
+    figures = {key: this_round[key] for key in ("dbt_build_s", "dbt_model_seconds", "dbt_test_seconds")}
+    peers = this_round.get("peers", {})
+    for name in ("pyspark", "duckdb"):
+        peer = peers.get(name)
+        figures[f"{name}_s"] = peer["seconds"] if peer and not peer["differences"] else None
+    pyspark_s, duckdb_s = figures["pyspark_s"], figures["duckdb_s"]
+    figures["dbt/pyspark"] = figures["dbt_build_s"] / pyspark_s if pyspark_s else None
+    figures["dbt_models/pyspark"] = figures["dbt_model_seconds"] / pyspark_s if pyspark_s else None
+    figures["dbt/duckdb"] = figures["dbt_build_s"] / duckdb_s if duckdb_s else None
+    return figures
+
+
+def median_figures(rounds: list[dict]) -> dict:
+    """Per column, the median over the rounds that have it: each ratio is its rounds' median, not a ratio of
+    medians, because the two sides of a round ran on the machine in the same state."""
+    medians = {}
+    for column in ROUND_COLUMNS:
+        values = [figures[column] for figures in rounds if figures[column] is not None]
+        medians[column] = statistics.median(values) if values else None
+    return medians
+
+
+def rounds_markdown(results: list[dict]) -> list[str]:
+    """The sizes measured in more than one round: every round, and the medians."""
+    repeated = [r for r in results if len(r.get("rounds", [])) > 1]
+    if not repeated:
+        return []
+    lines = [
+        "",
+        "Rounds on one warehouse per size: round 1 is the build above, each further round a `dbt build "
+        "--full-refresh` of the same raw tables followed by the peers, in turn. A peer's time counts only in the "
+        "rounds whose marts equal dbt's (-: differs or not run).",
+        "",
+        "| impressions/day | round | dbt build s | dbt models s | dbt tests s | PySpark s | DuckDB s | dbt/PySpark "
+        "| dbt models/PySpark | dbt/DuckDB |",
+        "|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in repeated:
+        rounds = [round_figures(this_round) for this_round in r["rounds"]]
+        labelled = [(str(number), figures) for number, figures in enumerate(rounds, 1)]
+        for label, figures in [*labelled, ("**median**", median_figures(rounds))]:
+            cells = [_cell(figures[column], ".2f" if "/pyspark" in column else ".1f") for column in ROUND_COLUMNS]
+            lines.append(f"| {r['size']:,} | {label} | " + " | ".join(cells) + " |")
+    for r in repeated:
+        for number, this_round in enumerate(r["rounds"][1:], 2):  # round 1's differences: peers_markdown
+            peers = this_round.get("peers", {})
+            for name in ("pyspark", "duckdb"):
+                for difference in peers[name]["differences"] if name in peers else []:
+                    lines.append(f"- {r['size']:,}, round {number}, {name} differs: {difference}")
+    return lines
+
+
+def _cell(value: float | None, number_format: str) -> str:
+    return "-" if value is None else format(value, number_format)
+
+
 def summary_markdown(results: list[dict], fixed: dict | None = None) -> str:
     """The report's markdown: the sizes' tables when sizes were measured, and the fixed cost when it was."""
     lines = [f"# make bench, {date.today().isoformat()}"]
@@ -157,6 +251,7 @@ def summary_markdown(results: list[dict], fixed: dict | None = None) -> str:
     with_peers = [r for r in results if "peers" in r]
     if with_peers:
         lines += peers_markdown(with_peers)
+    lines += rounds_markdown(results)
     if fixed:
         lines += fixed_cost_markdown(fixed, results)
     for r in results:
@@ -206,20 +301,36 @@ def sizes_markdown(results: list[dict]) -> list[str]:
     return lines
 
 
-def measure_in_subprocess(size: int, days: int, seed: int, peers: bool = True) -> dict:
+def measure_in_subprocess(size: int, days: int, seed: int, peers: bool = True, rounds: int = 1) -> dict:
     """measure_one in a process of its own (its own JVM and Derby metastore) on a fresh data folder; then, on the
-    same raw tables, the hand-written PySpark job and DuckDB, each in its own process, compared with dbt's marts."""
+    same raw tables, the hand-written PySpark job and DuckDB, each in its own process, compared with dbt's marts.
+    Each further round rebuilds with `--full-refresh` and runs the peers again, in turn, on the same warehouse:
+    one pair's ratio moves by a few tenths between runs on this machine (docs/performance.md)."""
     with tempfile.TemporaryDirectory(prefix=f"adx-bench-{size}-") as data_dir:
         common = ["--days", str(days), "--seed", str(seed), "--data-dir", data_dir]
         print(f"bench: {size:,} impressions/day x {days} day(s): dbt ...", file=sys.stderr, flush=True)
         result = run_json("bench.run", ["--one", str(size), *common])
+        result["rounds"] = []
+        build = result
+        for number in range(1, rounds + 1):
+            if number > 1:
+                print(f"bench: {size:,} impressions/day: round {number}, dbt --full-refresh ...", file=sys.stderr)
+                build = run_json("bench.run", ["--rebuild", *common])
+            this_round = {key: build[key] for key in ("dbt_build_s", "dbt_model_seconds", "dbt_test_seconds")}
+            if peers:
+                this_round["peers"] = measure_peers(size, common)
+            result["rounds"].append(this_round)
         if peers:
-            print(f"bench: {size:,} impressions/day: PySpark peer ...", file=sys.stderr, flush=True)
-            pyspark = run_json("bench.run", ["--peer", "pyspark", *common])
-            print(f"bench: {size:,} impressions/day: DuckDB peer ...", file=sys.stderr, flush=True)
-            duckdb = run_json("bench.run", ["--peer", "duckdb", *common])
-            result["peers"] = peer_results(pyspark, duckdb)
+            result["peers"] = result["rounds"][0]["peers"]
         return result
+
+
+def measure_peers(size: int, common: list[str]) -> dict:
+    print(f"bench: {size:,} impressions/day: PySpark peer ...", file=sys.stderr, flush=True)
+    pyspark = run_json("bench.run", ["--peer", "pyspark", *common])
+    print(f"bench: {size:,} impressions/day: DuckDB peer ...", file=sys.stderr, flush=True)
+    duckdb = run_json("bench.run", ["--peer", "duckdb", *common])
+    return peer_results(pyspark, duckdb)
 
 
 def measure_peer(peer: str, data_dir: Path) -> dict:
@@ -314,17 +425,30 @@ def main() -> None:
         default=True,
         help="Also build the marts with the hand-written PySpark job and with DuckDB, and compare (default: yes).",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="Rounds of the dbt build and its peers per size on the same warehouse (each further one a --full-refresh "
+        "build); with more than one the report adds every round and the medians (default: %(default)s).",
+    )
     parser.add_argument("--label", default="", help="Suffix of the results' file names (bench/results/<date>-<label>).")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     parser.add_argument("--peer", choices=("pyspark", "duckdb"), help=argparse.SUPPRESS)  # internal: one peer
+    parser.add_argument("--rebuild", action="store_true", help=argparse.SUPPRESS)  # internal: a further round
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     if args.one:
         print(json.dumps(measure_one(args.one, args.days, args.seed, args.data_dir)))
         return
     if args.peer:
         print(json.dumps(measure_peer(args.peer, args.data_dir)))
+        return
+    if args.rebuild:
+        print(json.dumps(measure_rebuild(args.data_dir)))
         return
 
     if args.suite == "streaming":
@@ -358,7 +482,9 @@ def main() -> None:
         return
 
     sizes = [int(size) for size in args.sizes.split(",") if size]
-    results = [measure_in_subprocess(size, args.days, args.seed, peers=args.peers) for size in sizes]
+    results = [
+        measure_in_subprocess(size, args.days, args.seed, peers=args.peers, rounds=args.rounds) for size in sizes
+    ]
     fixed = (
         measure_in_subprocess(args.fixed_cost_size, args.days, args.seed, peers=False) if args.fixed_cost_size else None
     )

@@ -68,17 +68,24 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
 
 
 def build(
-    settings: Settings, run_date: date | None = None, select: str | None = None, arrival_start: date | None = None
+    settings: Settings,
+    run_date: date | None = None,
+    select: str | None = None,
+    arrival_start: date | None = None,
+    full_refresh: bool = False,
 ) -> None:
     """`dbt build`: seeds, models and their data tests, without the unit tests. With run_date, incremental models
     rebuild that date and the lookback before it, and the staging base tables re-validate the arrival dates from
-    arrival_start (default: run_date - lookback_days) on; without, every date."""
+    arrival_start (default: run_date - lookback_days) on; without, every date. full_refresh drops and recreates
+    every table first."""
     dbt_vars = {"run_date": run_date.isoformat() if run_date else None}
     if arrival_start:
         dbt_vars["arrival_start_date"] = arrival_start.isoformat()
     args = ["build", "--vars", json.dumps(dbt_vars), "--exclude-resource-type", PRODUCTION_EXCLUDED_RESOURCE_TYPE]
     if select:
         args += ["--select", select]
+    if full_refresh:
+        args.append("--full-refresh")
     run_dbt(settings, args)
 
 
