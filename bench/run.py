@@ -211,7 +211,7 @@ def median_figures(rounds: list[dict]) -> dict:
 
 def rounds_markdown(results: list[dict]) -> list[str]:
     """The sizes measured in more than one round: every round, and the medians."""
-    repeated = [r for r in results if len(r.get("rounds", [])) > 1]
+    repeated = [r for r in results if r.get("rebuilds")]
     if not repeated:
         return []
     lines = [
@@ -225,13 +225,13 @@ def rounds_markdown(results: list[dict]) -> list[str]:
         "|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in repeated:
-        rounds = [round_figures(this_round) for this_round in r["rounds"]]
+        rounds = [round_figures(this_round) for this_round in (r, *r["rebuilds"])]
         labelled = [(str(number), figures) for number, figures in enumerate(rounds, 1)]
         for label, figures in [*labelled, ("**median**", median_figures(rounds))]:
             cells = [_cell(figures[column], ".2f" if "/pyspark" in column else ".1f") for column in ROUND_COLUMNS]
             lines.append(f"| {r['size']:,} | {label} | " + " | ".join(cells) + " |")
     for r in repeated:
-        for number, this_round in enumerate(r["rounds"][1:], 2):  # round 1's differences: peers_markdown
+        for number, this_round in enumerate(r["rebuilds"], 2):  # round 1's differences: peers_markdown
             peers = this_round.get("peers", {})
             for name in ("pyspark", "duckdb"):
                 for difference in peers[name]["differences"] if name in peers else []:
@@ -310,18 +310,15 @@ def measure_in_subprocess(size: int, days: int, seed: int, peers: bool = True, r
         common = ["--days", str(days), "--seed", str(seed), "--data-dir", data_dir]
         print(f"bench: {size:,} impressions/day x {days} day(s): dbt ...", file=sys.stderr, flush=True)
         result = run_json("bench.run", ["--one", str(size), *common])
-        result["rounds"] = []
-        latest_build = result
-        for number in range(1, rounds + 1):
-            if number > 1:
-                print(f"bench: {size:,} impressions/day: round {number}, dbt ...", file=sys.stderr, flush=True)
-                latest_build = run_json("bench.run", ["--rebuild", *common])
-            this_round = {key: latest_build[key] for key in ("dbt_build_s", "dbt_model_seconds", "dbt_test_seconds")}
-            if peers:
-                this_round["peers"] = measure_peers(size, common)
-            result["rounds"].append(this_round)
         if peers:
-            result["peers"] = result["rounds"][0]["peers"]
+            result["peers"] = measure_peers(size, common)
+        result["rebuilds"] = []  # rounds 2..N; the result itself is round 1
+        for number in range(2, rounds + 1):
+            print(f"bench: {size:,} impressions/day: round {number}, dbt ...", file=sys.stderr, flush=True)
+            rebuild = run_json("bench.run", ["--rebuild", *common])
+            if peers:
+                rebuild["peers"] = measure_peers(size, common)
+            result["rebuilds"].append(rebuild)
         return result
 
 
