@@ -429,7 +429,8 @@ def main() -> None:
         type=int,
         default=1,
         help="Rounds of the dbt build and its peers per size on the same warehouse (each further one a --full-refresh "
-        "build); with more than one the report adds every round and the medians (default: %(default)s).",
+        "build), and of each history's incremental run; with more than one the report adds every round and the "
+        "medians (default: %(default)s).",
     )
     parser.add_argument("--label", default="", help="Suffix of the results' file names (bench/results/<date>-<label>).")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
@@ -490,7 +491,7 @@ def main() -> None:
 
     histories = tuple(int(days) for days in args.histories.split(",") if days)
     incremental_results, incremental_markdown = (
-        incremental.run(histories, args.history_size, args.seed) if histories else ([], "")
+        incremental.run(histories, args.history_size, args.seed, args.rounds) if histories else ([], "")
     )
 
     name = date.today().isoformat() + (f"-{args.label}" if args.label else "")

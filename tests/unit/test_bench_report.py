@@ -1,10 +1,13 @@
 """The bench's markdown report shows the fixed cost it measured, also when no size was measured beside it (an
-incremental-only run, `--sizes ""`)."""
+incremental-only run, `--sizes ""`), each round of a repeated measurement, and the medians it takes."""
 
 from __future__ import annotations
 
+import statistics
 from datetime import date
 
+from bench.incremental import summary_markdown as incremental_summary
+from bench.incremental import with_rounds
 from bench.run import rounds_markdown, summary_markdown
 
 FIXED = {
@@ -59,3 +62,47 @@ def test_rounds_report_each_round_and_the_medians_of_the_rounds_whose_marts_are_
 
 def test_a_size_measured_once_has_no_rounds_table():
     assert rounds_markdown([{"size": 1_000_000, **_round(100.0, 60.0, 70.0, 8.0), "rebuilds": []}]) == []
+
+
+def _history(days: int, rounds_s: list[float], full_rebuild_s: float | None = None) -> dict:
+    result = {
+        "history_days": days,
+        "size": 250_000,
+        "incremental_rounds_s": rounds_s,
+        "incremental_s": statistics.median(rounds_s),
+        "incremental_files_read": 1000 * days,
+        "incremental_bytes_read": 2**20 * days,
+        "incremental_nodes": {"model.adx.fct_impressions": 10.0},
+        "verified": True,
+    }
+    return result | ({"full_rebuild_s": full_rebuild_s} if full_rebuild_s else {})
+
+
+def test_repeated_incremental_runs_are_listed_and_their_median_makes_the_ratios():
+    markdown = incremental_summary([_history(1, [60.0, 50.0, 52.0]), _history(30, [90.0, 62.0, 65.0], 400.0)])
+    rows = [line for line in markdown.splitlines() if line.startswith(("| 1 |", "| 30 |"))]
+
+    # medians 52 and 65: 65 / 52 = 1.25, where the first runs alone would give 90 / 60 = 1.50
+    assert rows[0] == "| 1 | 52.0 | 60.0, 50.0, 52.0 | 1.00 | 1,000 | 1.0 | - | - | True |"
+    assert rows[1] == "| 30 | 65.0 | 90.0, 62.0, 65.0 | 1.25 | 30,000 | 30.0 | 400.0 | 16% | True |"
+    assert "Slowest nodes of the first round's incremental run at 30 days" in markdown
+
+
+def test_rounds_of_a_history_give_its_median_and_keep_the_first_rounds_reads():
+    first = _history(30, [80.0], 400.0) | {"verified": True}
+    later = [_history(30, [60.0]) | {"incremental_files_read": 1}, _history(30, [70.0]) | {"verified": False}]
+
+    combined = with_rounds(first, later)
+
+    assert combined["incremental_rounds_s"] == [80.0, 60.0, 70.0]
+    assert combined["incremental_s"] == 70.0
+    assert combined["incremental_files_read"] == 30_000
+    assert combined["full_rebuild_s"] == 400.0
+    assert combined["verified"] is False  # one round's warehouse failed verification
+
+
+def test_a_single_incremental_run_has_no_rounds_column():
+    markdown = incremental_summary([_history(1, [60.0]), _history(30, [66.0], 400.0)])
+
+    assert "| days of history | incremental s | vs 1 day |" in markdown
+    assert "| 30 | 66.0 | 1.10 | 30,000 | 30.0 | 400.0 | 16% | True |" in markdown
