@@ -89,7 +89,7 @@ def test_repeated_incremental_runs_are_listed_and_their_median_makes_the_ratios(
 
 
 def test_rounds_of_a_history_give_its_median_and_keep_the_first_rounds_reads():
-    first = _history(30, [80.0], 400.0) | {"verified": True}
+    first = _history(30, [80.0], 400.0)
     later = [_history(30, [60.0]) | {"incremental_files_read": 1}, _history(30, [70.0]) | {"verified": False}]
 
     combined = with_rounds(first, later)
